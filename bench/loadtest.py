@@ -1,0 +1,191 @@
+"""The load test: producers and workers as separate processes, then the oracle's verdict.
+
+    make loadtest [EVENTS=...] [PRODUCERS=2] [WORKERS=2] [DATASET=polis|synthetic] [RATE=...]
+
+Uses FEEDBACK_REDIS_URL / FEEDBACK_MONGODB_URI when set, else starts the local stack. Writes
+``bench/results/loadtest-latest.json`` and a timestamped copy; exits 1 when anything was lost,
+mismatched or duplicated, 2 when it did not finish in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from pymongo import MongoClient
+from tqdm import tqdm
+
+from bench import datasets, oracle
+from feedback_worker.metrics import LatencyHistogram
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def servers() -> dict[str, str]:
+    url, uri = os.environ.get("FEEDBACK_REDIS_URL"), os.environ.get("FEEDBACK_MONGODB_URI")
+    if url and uri:
+        return {"FEEDBACK_REDIS_URL": url, "FEEDBACK_MONGODB_URI": uri}
+    up = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "stack.py"), "up"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return dict(line.split("=", 1) for line in up.stdout.split())
+
+
+def group_progress(client: redis.Redis, stream: str, group: str) -> tuple[int, int, int]:
+    """(entries read by the group, pending, lag) from XINFO GROUPS."""
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:  # the stream does not exist yet
+        return 0, 0, 0
+    for info in groups:  # type: ignore[union-attr]
+        if info["name"].decode() == group:
+            return int(info["entries-read"] or 0), int(info["pending"]), int(info["lag"] or 0)
+    return 0, 0, 0
+
+
+def start_workers(count: int, env: dict[str, str], logs: Path) -> list[tuple[Any, Path]]:
+    workers = []
+    for index in range(count):
+        out = logs / f"worker-{index}.log"
+        worker_env = {**env, "FEEDBACK_CONSUMER": f"loadtest-worker-{index}"}
+        with out.open("wb") as handle:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "feedback_worker", "run"], env=worker_env, stdout=handle,
+                stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+        workers.append((process, out))
+    return workers
+
+
+def start_producers(
+    events: list[dict[str, Any]], count: int, env: dict[str, str], rate: float, tmp: Path
+) -> list[Any]:
+    producers = []
+    for index in range(count):
+        shard = tmp / f"shard-{index}.jsonl"
+        shard.write_text("".join(json.dumps(e) + "\n" for e in events[index::count]))
+        producers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.produce", "--input", str(shard),
+                 "--redis-url", env["FEEDBACK_REDIS_URL"], "--stream", env["FEEDBACK_STREAM"],
+                 "--rate", str(rate / count if rate else 0)],
+                stdout=subprocess.PIPE, cwd=ROOT, env=env,
+            )  # fmt: skip
+        )
+    return producers
+
+
+def stop_workers(workers: list[tuple[Any, Path]]) -> tuple[LatencyHistogram, int]:
+    """SIGTERM every worker, then merge their final metrics lines."""
+    for process, _ in workers:
+        process.send_signal(signal.SIGTERM)
+    histogram, dead = LatencyHistogram(), 0
+    for process, log_file in workers:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        for line in log_file.read_text().splitlines():
+            if '"worker_stopped"' in line:
+                record = json.loads(line)
+                histogram.merge(record["e2e_histogram"])
+                dead += int(record.get("dead_lettered", 0))
+    return histogram, dead
+
+
+def wait_drained(client: redis.Redis, stream: str, group: str, total: int, deadline: float,
+                 producers: list[Any]) -> bool:  # fmt: skip
+    with tqdm(total=total, unit="ev", desc="written", smoothing=0.1, mininterval=1) as bar:
+        while time.monotonic() < deadline:
+            read, pending, lag = group_progress(client, stream, group)
+            bar.update(max(0, read - pending - bar.n))
+            producing = any(p.poll() is None for p in producers)
+            if not producing and read >= total and pending == 0 and lag == 0:
+                return True
+            time.sleep(0.2)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=int(os.environ.get("EVENTS") or 0) or None)
+    parser.add_argument("--producers", type=int, default=int(os.environ.get("PRODUCERS", "2")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
+    parser.add_argument("--dataset", default=os.environ.get("DATASET", "polis"))
+    parser.add_argument("--rate", type=float, default=float(os.environ.get("RATE") or 0))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "20241009")))
+    parser.add_argument("--timeout-s", type=float, default=float(os.environ.get("TIMEOUT", "3600")))
+    args = parser.parse_args()
+
+    events = datasets.load(args.dataset, args.events, args.seed)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    env = {
+        **os.environ, **servers(),
+        "FEEDBACK_STREAM": f"loadtest-{run_id}", "FEEDBACK_GROUP": "loadtest",
+        "FEEDBACK_DATABASE": f"loadtest_{run_id}", "FEEDBACK_LOG_FORMAT": "json",
+        "FEEDBACK_MONGO_TIMEOUT_MS": os.environ.get("FEEDBACK_MONGO_TIMEOUT_MS", "60000"),
+        "FEEDBACK_CLAIM_MIN_IDLE_MS": os.environ.get("FEEDBACK_CLAIM_MIN_IDLE_MS", "120000"),
+    }  # fmt: skip
+    stream, group = env["FEEDBACK_STREAM"], env["FEEDBACK_GROUP"]
+    client = redis.Redis.from_url(env["FEEDBACK_REDIS_URL"])
+    mongo: MongoClient[dict[str, Any]] = MongoClient(env["FEEDBACK_MONGODB_URI"])
+    print(f"load test {run_id}: {len(events)} events ({args.dataset}), "
+          f"{args.producers} producers, {args.workers} workers", flush=True)  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        workers = start_workers(args.workers, env, tmp)
+        started = time.monotonic()
+        producers = start_producers(events, args.producers, env, args.rate, tmp)
+        deadline = started + args.timeout_s
+        drained = wait_drained(client, stream, group, len(events), deadline, producers)
+        elapsed = time.monotonic() - started
+        reports = [json.loads(p.communicate()[0] or "{}") for p in producers]
+        histogram, dead = stop_workers(workers)
+        failed_ids = {i for r in reports for i in r.get("failed_ids", [])}
+        sent = [e for e in events if e["event_id"] not in failed_ids]
+        expected = oracle.expected_state(sent)
+        docs = mongo[env["FEEDBACK_DATABASE"]]["feedback"].find(
+            {}, {"userId": 1, "agentId": 1, "sourceId": 1, "source": 1, "latest": 1}
+        )
+        verdict = oracle.compare(expected, docs)
+
+    result = {
+        "run_id": run_id, "dataset": args.dataset, "seed": args.seed,
+        "producers": args.producers, "workers": args.workers, "rate": args.rate or None,
+        "events_sent": len(sent), "submit_failed": len(failed_ids),
+        "expected_docs": verdict.expected_docs, "docs_in_db": verdict.docs_in_db,
+        "lost": verdict.lost, "mismatched": verdict.mismatched,
+        "duplicates": verdict.duplicates, "unexpected": verdict.unexpected,
+        "dead_lettered": dead, "finished": drained, "seconds": round(elapsed, 2),
+        "events_per_s": round(len(sent) / elapsed, 1),
+        "e2e_p50_ms": histogram.quantile(0.5), "e2e_p99_ms": histogram.quantile(0.99),
+        "examples": verdict.examples,
+    }  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    (RESULTS / "loadtest-latest.json").write_text(text)
+    (RESULTS / f"loadtest-{run_id}.json").write_text(text)
+    print(text, end="")
+    if os.environ.get("KEEP") != "1":
+        client.delete(stream, "{" + stream + "}:dead")
+        mongo.drop_database(env["FEEDBACK_DATABASE"])
+    if verdict.lost or verdict.mismatched or verdict.duplicates:
+        return 1
+    return 0 if drained else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""The worker loop: read a batch, decode, coalesce, write, then ack or dead-letter.
+
+This is the one place where the stages meet. Each stage lives in its own module; this class only
+orders them, retries what is transient, and stops cleanly:
+
+* the first SIGTERM/SIGINT stops reading; the batch in hand is written and acked, then ``run``
+  returns. What cannot be written within ``shutdown_grace_s`` stays pending for a peer to claim;
+* a second signal exits the process at once.
+
+The next batch is read while the previous one is being written (one write in flight at most), so
+Redis and MongoDB round trips overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pymongo
+import redis.asyncio
+import redis.exceptions
+import structlog
+from pymongo import AsyncMongoClient
+from pymongo.write_concern import WriteConcern
+
+from feedback_ingest.backoff import compute_backoff_ms
+from feedback_ingest.errors import TransientError
+from feedback_worker.ack import Finisher
+from feedback_worker.coalesce import newest_per_key
+from feedback_worker.decode import decode_batch
+from feedback_worker.entries import DecodedEntry, Rejection, StreamEntry
+from feedback_worker.metrics import Metrics
+from feedback_worker.reader import StreamReader, is_nogroup
+from feedback_worker.settings import WorkerSettings
+from feedback_worker.writer import MongoWriter, WriteOutcome
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+_REDIS_TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class ShutdownTimeout(Exception):
+    """The grace period ran out while a batch was still being retried."""
+
+
+class Worker:
+    """One consumer of the group. Build it, then ``await run()``; no I/O happens before that."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        redis_client: redis.asyncio.Redis | None = None,
+        mongo_client: AsyncMongoClient[dict[str, Any]] | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self._redis = redis_client
+        self._mongo = mongo_client
+        self._handle_signals = handle_signals
+        self._stopping = False
+        self._deadline: float | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        self._claim_cursor = "0-0"
+        self._next_claim_at = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until asked to stop. Raises ConfigurationError when it is unsafe to start."""
+        s = self.settings
+        structlog.contextvars.bind_contextvars(stream=s.stream, group=s.group, consumer=s.consumer)
+        self._connect()
+        if self._handle_signals:
+            self._install_signal_handlers()
+        log.info("worker_starting", settings=s.redacted())
+        try:
+            await self._start()
+            while not self._stopping:
+                await self._poll_iteration()
+            await self._finish_inflight(at_shutdown=True)
+        finally:
+            log.info("worker_stopped", **self.metrics.snapshot())
+            await self._close()
+
+    def request_stop(self) -> None:
+        """Stop reading; finish the batch in hand within the grace period."""
+        if not self._stopping:
+            self._stopping = True
+            self._deadline = time.monotonic() + self.settings.shutdown_grace_s
+            log.info("worker_stop_requested", grace_s=self.settings.shutdown_grace_s)
+
+    def _on_signal(self) -> None:
+        if self._stopping:
+            log.warning("worker_forced_exit")
+            os._exit(1)
+        self.request_stop()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal)
+
+    def _connect(self) -> None:
+        s = self.settings
+        if self._redis is None:
+            self._redis = redis.asyncio.Redis.from_url(
+                s.redis_url.get_secret_value(),
+                socket_timeout=s.redis_socket_timeout_s,
+                socket_connect_timeout=s.redis_connect_timeout_s,
+                socket_keepalive=True,
+                health_check_interval=30,
+            )
+        if self._mongo is None:
+            self._mongo = AsyncMongoClient(
+                s.mongodb_uri.get_secret_value(),
+                serverSelectionTimeoutMS=s.mongo_timeout_ms,
+                socketTimeoutMS=s.mongo_timeout_ms,
+                connectTimeoutMS=s.mongo_timeout_ms,
+            )
+        w: int | str = int(s.write_concern_w) if s.write_concern_w.isdigit() else s.write_concern_w
+        collection = self._mongo[s.database].get_collection(
+            s.collection, write_concern=WriteConcern(w=w, j=s.write_concern_journal)
+        )
+        self._reader = StreamReader(self._redis, s.stream, s.group, s.consumer)
+        self._writer = MongoWriter(collection, chunk_events=s.write_chunk_events)
+        self._finisher = Finisher(
+            self._redis,
+            stream=s.stream,
+            group=s.group,
+            dead_stream=s.dead_letter_stream,
+            consumer=s.consumer,
+        )
+
+    async def _close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._mongo is not None:
+            await self._mongo.close()
+
+    async def _start(self) -> None:
+        if await self._retry(self._reader.ensure_group):
+            log.info("group_created", start_id="0")
+        await self._retry(self._writer.ensure_key_index)
+        await self._recover_own_pending()
+
+    async def _recover_own_pending(self) -> None:
+        """Finish what this consumer name was handed before a crash, then read only new entries."""
+        after = "0"
+        while not self._stopping:
+            entries = await self._retry(
+                self._reader.read_own_pending, after, self.settings.batch_max_events
+            )
+            if not entries:
+                return
+            await self._handle(entries, redelivered=True)
+            after = entries[-1].entry_id
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _poll_iteration(self) -> None:
+        if time.monotonic() >= self._next_claim_at:
+            await self._claim_idle_page()
+        s = self.settings
+        try:
+            batch = await self._retry(self._reader.read_new, s.batch_max_events, s.block_ms)
+        except redis.exceptions.ResponseError as exc:
+            if not is_nogroup(exc):
+                raise
+            await self._recreate_group()
+            return
+        await self._finish_inflight()
+        if batch:
+            self._inflight = asyncio.create_task(self._handle(batch, redelivered=False))
+
+    async def _finish_inflight(self, *, at_shutdown: bool = False) -> None:
+        task, self._inflight = self._inflight, None
+        if task is None:
+            return
+        timeout = None
+        if at_shutdown and self._deadline is not None:
+            timeout = max(0.0, self._deadline - time.monotonic())
+        try:
+            await asyncio.wait_for(task, timeout)
+        except (ShutdownTimeout, TimeoutError):
+            # Not acked, so the entries stay pending and a peer (or this consumer's restart)
+            # takes them over; the writes are idempotent if some of them did land.
+            log.warning("batch_abandoned_at_shutdown", note="entries stay pending for a peer")
+
+    async def _recreate_group(self) -> None:
+        self.metrics.add(group_recreated=1)
+        created = await self._retry(self._reader.ensure_group)
+        log.warning("group_missing", recreated=created, start_id="0")
+        await self._sleep_backoff(0)
+
+    async def _claim_idle_page(self) -> None:
+        s = self.settings
+        self._next_claim_at = time.monotonic() + s.claim_interval_s
+        try:
+            page = await self._retry(
+                self._reader.claim_idle,
+                s.claim_min_idle_ms,
+                self._claim_cursor,
+                s.claim_page_events,
+            )
+        except redis.exceptions.ResponseError as exc:
+            if not is_nogroup(exc):
+                raise
+            await self._recreate_group()
+            return
+        self._claim_cursor = page.cursor
+        if page.cursor != "0-0":
+            self._next_claim_at = 0.0  # more pages: keep paging on the next iterations
+        if page.deleted_ids:
+            self.metrics.add(lost_before_processing=len(page.deleted_ids))
+            log.warning("claimed_entries_gone", count=len(page.deleted_ids))
+        if page.entries:
+            self.metrics.add(claimed=len(page.entries))
+            await self._finish_inflight()
+            await self._handle(page.entries, redelivered=True)
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    async def _handle(self, entries: list[StreamEntry], *, redelivered: bool) -> None:
+        started = time.monotonic()
+        present = [e for e in entries if e.fields]
+        gone = [e.entry_id for e in entries if not e.fields]
+        deliveries: dict[str, int] = {}
+        poisoned: list[Rejection] = []
+        if redelivered:
+            deliveries = await self._retry(self._reader.delivery_counts, present)
+            present, poisoned = self._split_poisoned(present, deliveries)
+        decoded, rejected = decode_batch(present)
+        acked, failed, outcome = await self._write_all(decoded)
+        rejections = [*poisoned, *rejected, *failed]
+        await self._retry(self._finisher.finish, [*acked, *gone], rejections, deliveries)
+        self._record(entries, acked, rejections, gone, outcome, started)
+
+    def _split_poisoned(
+        self, entries: list[StreamEntry], deliveries: dict[str, int]
+    ) -> tuple[list[StreamEntry], list[Rejection]]:
+        limit = self.settings.max_deliveries
+        keep = [e for e in entries if deliveries.get(e.entry_id, 1) <= limit]
+        poisoned = [
+            Rejection(e, f"entry: delivered {deliveries[e.entry_id]} times (max {limit})")
+            for e in entries
+            if deliveries.get(e.entry_id, 1) > limit
+        ]
+        return keep, poisoned
+
+    async def _write_all(
+        self, decoded: list[DecodedEntry]
+    ) -> tuple[list[str], list[Rejection], WriteOutcome]:
+        """Write the newest event per key; when one is refused, its key's older events go next."""
+        acked: list[str] = []
+        failed: list[Rejection] = []
+        total = WriteOutcome()
+        remaining = decoded
+        while remaining:
+            newest, superseded = newest_per_key(remaining)
+            outcome = await self._retry(self._writer.write, list(newest.values()))
+            total.merge(outcome)
+            remaining = []
+            for key, item in newest.items():
+                reason = outcome.failed.get(item.entry.entry_id)
+                if reason is None:
+                    acked.append(item.entry.entry_id)
+                    acked.extend(older.entry.entry_id for older in superseded.get(key, []))
+                else:
+                    failed.append(Rejection(item.entry, reason))
+                    remaining.extend(superseded.get(key, []))
+        return acked, failed, total
+
+    def _record(
+        self,
+        entries: list[StreamEntry],
+        acked: list[str],
+        rejections: list[Rejection],
+        gone: list[str],
+        outcome: WriteOutcome,
+        started: float,
+    ) -> None:
+        now_ms = time.time() * 1000
+        acked_set = set(acked)
+        for entry in entries:
+            if entry.entry_id in acked_set:
+                self.metrics.e2e_latency.observe(now_ms - entry.received_ms)
+        self.metrics.add(
+            read=len(entries),
+            acked=len(acked),
+            written=outcome.written,
+            stale=outcome.stale,
+            dead_lettered=len(rejections),
+            lost_before_processing=len(gone),
+            batches=1,
+        )
+        log.info(
+            "batch",
+            read=len(entries),
+            written=outcome.written,
+            stale=outcome.stale,
+            superseded=len(acked) - outcome.written - outcome.stale,
+            dead_lettered=len(rejections),
+            lost=len(gone),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    # -- retries -------------------------------------------------------------------------------
+
+    async def _retry(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Call ``fn`` until it succeeds, backing off on transient failures.
+
+        After a stop request, retrying ends at the grace deadline (ShutdownTimeout); the entries
+        involved are not acked, so they stay pending for a peer.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await fn(*args)
+            except (TransientError, *_REDIS_TRANSIENT, pymongo.errors.ConnectionFailure) as exc:
+                self.metrics.add(transient_errors=1)
+                if attempt == 0 or attempt % 10 == 0:
+                    log.warning(
+                        "transient_error", call=fn.__name__, attempt=attempt, error=str(exc)
+                    )
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    raise ShutdownTimeout from exc
+                await self._sleep_backoff(attempt)
+                attempt += 1
+
+    async def _sleep_backoff(self, attempt: int) -> None:
+        s = self.settings
+        delay_s = compute_backoff_ms(attempt, base_ms=s.backoff_base_ms, cap_ms=s.backoff_cap_ms)
+        await asyncio.sleep(delay_s / 1000)
