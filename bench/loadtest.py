@@ -38,8 +38,10 @@ def servers() -> dict[str, str]:
         return {"FEEDBACK_REDIS_URL": url, "FEEDBACK_MONGODB_URI": uri}
     up = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "stack.py"), "up"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return dict(line.split("=", 1) for line in up.stdout.split())
 
 
@@ -62,9 +64,12 @@ def start_workers(count: int, env: dict[str, str], logs: Path) -> list[tuple[Any
         worker_env = {**env, "FEEDBACK_CONSUMER": f"loadtest-worker-{index}"}
         with out.open("wb") as handle:
             process = subprocess.Popen(
-                [sys.executable, "-m", "feedback_worker", "run"], env=worker_env, stdout=handle,
-                stderr=subprocess.STDOUT, cwd=ROOT,
-            )  # fmt: skip
+                [sys.executable, "-m", "feedback_worker", "run"],
+                env=worker_env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         workers.append((process, out))
     return workers
 
@@ -78,11 +83,23 @@ def start_producers(
         shard.write_text("".join(json.dumps(e) + "\n" for e in events[index::count]))
         producers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "bench.produce", "--input", str(shard),
-                 "--redis-url", env["FEEDBACK_REDIS_URL"], "--stream", env["FEEDBACK_STREAM"],
-                 "--rate", str(rate / count if rate else 0)],
-                stdout=subprocess.PIPE, cwd=ROOT, env=env,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.produce",
+                    "--input",
+                    str(shard),
+                    "--redis-url",
+                    env["FEEDBACK_REDIS_URL"],
+                    "--stream",
+                    env["FEEDBACK_STREAM"],
+                    "--rate",
+                    str(rate / count if rate else 0),
+                ],
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
+                env=env,
+            )
         )
     return producers
 
@@ -105,8 +122,9 @@ def stop_workers(workers: list[tuple[Any, Path]]) -> tuple[LatencyHistogram, int
     return histogram, dead
 
 
-def wait_drained(client: redis.Redis, stream: str, group: str, total: int, deadline: float,
-                 producers: list[Any]) -> bool:  # fmt: skip
+def wait_drained(
+    client: redis.Redis, stream: str, group: str, total: int, deadline: float, producers: list[Any]
+) -> bool:
     with tqdm(total=total, unit="ev", desc="written", smoothing=0.1, mininterval=1) as bar:
         while time.monotonic() < deadline:
             read, pending, lag = group_progress(client, stream, group)
@@ -120,7 +138,9 @@ def wait_drained(client: redis.Redis, stream: str, group: str, total: int, deadl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=int(os.environ.get("EVENTS") or 0) or None)
+    events_env = os.environ.get("EVENTS", "")
+    default_events = None if events_env in ("", "all") else int(events_env)
+    parser.add_argument("--events", type=int, default=default_events, help="default: all")
     parser.add_argument("--producers", type=int, default=int(os.environ.get("PRODUCERS", "2")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
     parser.add_argument("--dataset", default=os.environ.get("DATASET", "polis"))
@@ -132,17 +152,23 @@ def main() -> int:
     events = datasets.load(args.dataset, args.events, args.seed)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     env = {
-        **os.environ, **servers(),
-        "FEEDBACK_STREAM": f"loadtest-{run_id}", "FEEDBACK_GROUP": "loadtest",
-        "FEEDBACK_DATABASE": f"loadtest_{run_id}", "FEEDBACK_LOG_FORMAT": "json",
+        **os.environ,
+        **servers(),
+        "FEEDBACK_STREAM": f"loadtest-{run_id}",
+        "FEEDBACK_GROUP": "loadtest",
+        "FEEDBACK_DATABASE": f"loadtest_{run_id}",
+        "FEEDBACK_LOG_FORMAT": "json",
         "FEEDBACK_MONGO_TIMEOUT_MS": os.environ.get("FEEDBACK_MONGO_TIMEOUT_MS", "60000"),
         "FEEDBACK_CLAIM_MIN_IDLE_MS": os.environ.get("FEEDBACK_CLAIM_MIN_IDLE_MS", "120000"),
-    }  # fmt: skip
+    }
     stream, group = env["FEEDBACK_STREAM"], env["FEEDBACK_GROUP"]
     client = redis.Redis.from_url(env["FEEDBACK_REDIS_URL"])
     mongo: MongoClient[dict[str, Any]] = MongoClient(env["FEEDBACK_MONGODB_URI"])
-    print(f"load test {run_id}: {len(events)} events ({args.dataset}), "
-          f"{args.producers} producers, {args.workers} workers", flush=True)  # fmt: skip
+    print(
+        f"load test {run_id}: {len(events)} events ({args.dataset}), "
+        f"{args.producers} producers, {args.workers} workers",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -163,17 +189,28 @@ def main() -> int:
         verdict = oracle.compare(expected, docs)
 
     result = {
-        "run_id": run_id, "dataset": args.dataset, "seed": args.seed,
-        "producers": args.producers, "workers": args.workers, "rate": args.rate or None,
-        "events_sent": len(sent), "submit_failed": len(failed_ids),
-        "expected_docs": verdict.expected_docs, "docs_in_db": verdict.docs_in_db,
-        "lost": verdict.lost, "mismatched": verdict.mismatched,
-        "duplicates": verdict.duplicates, "unexpected": verdict.unexpected,
-        "dead_lettered": dead, "finished": drained, "seconds": round(elapsed, 2),
+        "run_id": run_id,
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "producers": args.producers,
+        "workers": args.workers,
+        "rate": args.rate or None,
+        "events_sent": len(sent),
+        "submit_failed": len(failed_ids),
+        "expected_docs": verdict.expected_docs,
+        "docs_in_db": verdict.docs_in_db,
+        "lost": verdict.lost,
+        "mismatched": verdict.mismatched,
+        "duplicates": verdict.duplicates,
+        "unexpected": verdict.unexpected,
+        "dead_lettered": dead,
+        "finished": drained,
+        "seconds": round(elapsed, 2),
         "events_per_s": round(len(sent) / elapsed, 1),
-        "e2e_p50_ms": histogram.quantile(0.5), "e2e_p99_ms": histogram.quantile(0.99),
+        "e2e_p50_ms": histogram.quantile(0.5),
+        "e2e_p99_ms": histogram.quantile(0.99),
         "examples": verdict.examples,
-    }  # fmt: skip
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2) + "\n"
     (RESULTS / "loadtest-latest.json").write_text(text)

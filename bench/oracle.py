@@ -42,7 +42,9 @@ def _ms(value: datetime) -> int:
     return int(aware.timestamp() * 1000)
 
 
-def compare(expected: dict[Key, tuple[int, str, Any]], docs: Iterable[dict[str, Any]]) -> Comparison:
+def compare(
+    expected: dict[Key, tuple[int, str, Any]], docs: Iterable[dict[str, Any]]
+) -> Comparison:
     seen: Counter[Key] = Counter()
     mismatched = unexpected = 0
     examples: list[str] = []
@@ -56,8 +58,11 @@ def compare(expected: dict[Key, tuple[int, str, Any]], docs: Iterable[dict[str, 
             unexpected += 1
             continue
         latest = doc.get("latest") or {}
-        got = (_ms(latest["eventTime"]) if "eventTime" in latest else None,
-               latest.get("eventId"), latest.get("value"))  # fmt: skip
+        got = (
+            _ms(latest["eventTime"]) if "eventTime" in latest else None,
+            latest.get("eventId"),
+            latest.get("value"),
+        )
         if got != want and seen[key] == 1:  # type: ignore[index]
             mismatched += 1
             if len(examples) < 5:

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from feedback_ingest import FeedbackProducer, FeedbackError
+from feedback_ingest import FeedbackError, FeedbackProducer
 
 CHUNK = 100
 
@@ -36,7 +36,9 @@ def main() -> None:
             except FeedbackError as exc:
                 failed_ids.extend(e["event_id"] for e in chunk)
                 print(json.dumps({"error": str(exc)}), file=sys.stderr)
-    print(json.dumps({"sent": sent, "failed_ids": failed_ids, "seconds": time.monotonic() - started}))
+    print(
+        json.dumps({"sent": sent, "failed_ids": failed_ids, "seconds": time.monotonic() - started})
+    )
 
 
 if __name__ == "__main__":

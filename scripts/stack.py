@@ -169,15 +169,34 @@ def start_redis(state: Path, port: int) -> None:
     log_file = state / "redis.log"
     cmd = [
         redis_server() or "redis-server",
-        "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-        "--dir", str(data), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-        "--maxmemory-policy", "noeviction", "--daemonize", "no",
-        "--logfile", str(log_file),
-    ]  # fmt: skip
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--protected-mode",
+        "yes",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(log_file),
+    ]
     process = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     (state / "redis.pid").write_text(str(process.pid))
     wait_ready("redis-server", port, log_file)
 
@@ -187,16 +206,26 @@ def start_ferretdb(state: Path, port: int, binary: Path) -> None:
     data.mkdir(parents=True, exist_ok=True)
     log_file = state / "ferretdb.log"
     cmd = [
-        str(binary), "--handler=sqlite", f"--sqlite-url=file:{data}/", f"--state-dir={data}",
-        f"--listen-addr=127.0.0.1:{port}", "--telemetry=disable", "--debug-addr=-",
-        "--log-level=warn", "--log-format=json",
-    ]  # fmt: skip
+        str(binary),
+        "--handler=sqlite",
+        f"--sqlite-url=file:{data}/",
+        f"--state-dir={data}",
+        f"--listen-addr=127.0.0.1:{port}",
+        "--telemetry=disable",
+        "--debug-addr=-",
+        "--log-level=warn",
+        "--log-format=json",
+    ]
     env = {**os.environ, "DO_NOT_TRACK": "1"}
     with log_file.open("ab") as out:
         process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
             start_new_session=True,
-        )  # fmt: skip
+        )
     (state / "ferretdb.pid").write_text(str(process.pid))
     wait_ready("ferretdb", port, log_file)
 

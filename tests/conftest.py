@@ -34,13 +34,20 @@ class Servers:
 
 
 def _docker_reachable() -> bool:
-    try:
-        import docker  # type: ignore[import-untyped]
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    import docker  # type: ignore[import-untyped]
 
-        docker.from_env(timeout=3).ping()
+    try:
+        client = docker.from_env(timeout=3)
     except Exception:  # any failure means "no engine here"
         return False
-    return True
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
 
 
 def _unavailable(reason: str) -> None:
