@@ -36,6 +36,11 @@ def dead_letter_stream_for(stream: str) -> str:
     a stream that already carries a hash tag keeps it. The same slot lets the dead-letter XADD and
     the XACK of an entry run in one MULTI/EXEC transaction on a cluster too.
     """
-    if "{" in stream and "}" in stream.split("{", 1)[1]:
+    # Redis Cluster hashes the text between the first "{" and the next "}", if it is not empty.
+    start = stream.find("{")
+    end = stream.find("}", start + 1) if start >= 0 else -1
+    if start >= 0 and end > start + 1:
         return f"{stream}:dead"
+    if "{" in stream or "}" in stream:
+        raise ValueError(f"stream name {stream!r} has braces but no hash tag: use '{{tag}}:name'")
     return f"{{{stream}}}:dead"

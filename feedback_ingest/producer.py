@@ -104,7 +104,9 @@ class FeedbackProducer:
 
     def submit(self, **fields: Any) -> str:
         """Validate one event (keywords of :func:`build_event`), append it, return its event id."""
-        return self.submit_many([fields])[0]
+        event = build_event(**fields)
+        self._send([event])
+        return event.event_id
 
     def submit_many(self, events: Iterable[EventLike]) -> list[str]:
         """Validate every event first, then append them all in one pipelined round trip."""
@@ -158,7 +160,9 @@ class AsyncFeedbackProducer:
         return cls(client, **kwargs)
 
     async def submit(self, **fields: Any) -> str:
-        return (await self.submit_many([fields]))[0]
+        event = build_event(**fields)
+        await self._send([event])
+        return event.event_id
 
     async def submit_many(self, events: Iterable[EventLike]) -> list[str]:
         prepared = _as_events(events)

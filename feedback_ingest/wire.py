@@ -205,11 +205,15 @@ def _entry_as_text(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[st
     for raw_name, raw_value in fields.items():
         name = _as_text("entry", raw_name)
         value = _as_text(name, raw_value)
-        total += len(raw_name) + len(raw_value)
+        total += _byte_len(raw_name) + _byte_len(raw_value)
         text[name] = value
     if total > ENTRY_MAX_BYTES:
         raise InvalidEvent("entry", "too_large", f"entry is larger than {ENTRY_MAX_BYTES} bytes")
     return text
+
+
+def _byte_len(raw: bytes | str) -> int:
+    return len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
 
 
 def _as_text(field: str, raw: bytes | str) -> str:
@@ -248,7 +252,7 @@ def _parse_json(field: str, text: str, max_bytes: int) -> Any:
 
 
 def check_key_field(name: str, text: object) -> None:
-    """Key fields are non-empty strings of at most 256 UTF-8 bytes, without control characters."""
+    """Key fields: non-empty strings of at most 256 UTF-8 bytes, without control characters."""
     if not isinstance(text, str):
         raise InvalidEvent(name, "bad_type", f"must be a string, not {type(text).__name__}")
     if not text:
@@ -260,7 +264,9 @@ def check_key_field(name: str, text: object) -> None:
 
 def _check_string(field: str, text: str) -> None:
     if _CONTROL_RE.search(text):
-        raise InvalidEvent(field, "control_char", "contains a control character (U+0000-U+001F)")
+        raise InvalidEvent(
+            field, "control_char", "contains a control character (U+0000-U+001F or U+007F)"
+        )
     _check_string_encodable(field, text)
 
 
@@ -277,8 +283,9 @@ def check_value(value: object) -> None:
             F_VALUE, "bad_type", f"must be a number, string, boolean or null, not {type(value)}"
         )
     _check_json(F_VALUE, value, depth=0, in_array=False)
-    if isinstance(value, str) and len(value.encode()) > VALUE_MAX_BYTES:
-        raise InvalidEvent(F_VALUE, "too_large", f"longer than {VALUE_MAX_BYTES} UTF-8 bytes")
+    # The same measure as the worker's: the size of the value's JSON text on the wire.
+    if isinstance(value, str) and len(encode_json(value).encode()) > VALUE_MAX_BYTES:
+        raise InvalidEvent(F_VALUE, "too_large", f"encoded size exceeds {VALUE_MAX_BYTES} bytes")
 
 
 def check_metadata(metadata: object) -> None:

@@ -66,6 +66,7 @@ class WorkerSettings(BaseSettings):
                 f"redis_socket_timeout_s ({self.redis_socket_timeout_s}) must be at least "
                 f"2 * block_ms + 1 s = {needed_s} s"
             )
+        defaults.dead_letter_stream_for(self.stream)  # refuses names that break slot sharing
         if self.backoff_cap_ms < self.backoff_base_ms:
             raise ValueError("backoff_cap_ms must be >= backoff_base_ms")
         if self.claim_min_idle_ms <= self.mongo_timeout_ms:

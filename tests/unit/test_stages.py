@@ -89,6 +89,11 @@ def test_passwords_never_reach_the_redacted_settings() -> None:
 def test_dead_letter_stream_shares_the_hash_slot() -> None:
     assert dead_letter_stream_for("feedback") == "{feedback}:dead"
     assert dead_letter_stream_for("{fb}:events") == "{fb}:events:dead"
+    # An empty "{}" is no hash tag, and no tag can reproduce the slot of such a name.
+    with pytest.raises(ValueError, match="hash tag"):
+        dead_letter_stream_for("a{}b")
+    with pytest.raises(ValidationError, match="hash tag"):
+        WorkerSettings(stream="a{}b")
 
 
 def test_histogram_quantiles_and_merge() -> None:

@@ -100,6 +100,8 @@ def make(**overrides: Any) -> FeedbackEvent:
         ({"event_id": "has space"}, "eventId", "bad_format"),
         ({"value": 2**63}, "value", "int_range"),
         ({"value": "x\x00y"}, "value", "nul"),
+        # Measured as the worker measures it: quotes and escapes count.
+        ({"value": '"' * 2100}, "value", "too_large"),
     ],
 )
 def test_producer_rejects_bad_input_naming_the_field(
