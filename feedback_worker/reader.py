@@ -34,8 +34,13 @@ def _entries(raw: list[Any]) -> list[StreamEntry]:
 
 
 def is_nogroup(exc: redis.exceptions.ResponseError) -> bool:
-    """True when Redis says the stream or the group does not exist (restart, flush, eviction)."""
-    return str(exc).startswith("NOGROUP")
+    """True when Redis says the stream or the group does not exist (restart, flush, eviction).
+
+    A read blocked while the key is deleted gets ``UNBLOCKED the stream key no longer exists``
+    rather than ``NOGROUP``; both mean the group must be created again (case C02).
+    """
+    text = str(exc)
+    return text.startswith("NOGROUP") or text.startswith("UNBLOCKED")
 
 
 class StreamReader:

@@ -1,0 +1,165 @@
+"""Faults around the stream: a vanished group (C02), idle reads (C04), shutdown (C10)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio
+from pymongo import AsyncMongoClient
+
+from feedback_ingest import AsyncFeedbackProducer
+from feedback_worker import Worker
+from feedback_worker.writer import MongoWriter
+from tests.conftest import ROOT, Servers
+from tests.integration.helpers import run_until, worker_settings
+
+pytestmark = pytest.mark.integration
+Mongo = AsyncMongoClient[dict[str, Any]]
+
+
+def event(i: int) -> dict[str, Any]:
+    return {"user_id": f"u{i}", "agent_id": "a", "source_id": "s", "source": "web", "value": i}
+
+
+async def produce(servers: Servers, stream: str, events: list[dict[str, Any]]) -> None:
+    async with AsyncFeedbackProducer.from_url(servers.redis_url, stream=stream) as producer:
+        await producer.submit_many(events)
+
+
+async def docs(mongo: Mongo, names: dict[str, str]) -> int:
+    return await mongo[names["database"]]["feedback"].count_documents({})
+
+
+async def test_group_deleted_under_running_workers_is_recreated(
+    servers: Servers, names: dict[str, str], aredis: redis.asyncio.Redis, amongo: Mongo
+) -> None:
+    """C02: the stream key vanishes (flush, restart without persistence); new events still land."""
+    await produce(servers, names["stream"], [event(0)])
+    workers = [
+        Worker(worker_settings(servers, names, consumer=f"c{i}"), handle_signals=False)
+        for i in range(2)
+    ]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        deadline = time.monotonic() + 30
+        while await docs(amongo, names) < 1:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        await aredis.delete(names["stream"])
+        await asyncio.sleep(0.5)
+        await produce(servers, names["stream"], [event(i) for i in range(1, 11)])
+        while await docs(amongo, names) < 11:
+            assert time.monotonic() < deadline, "events after the flush were not written"
+            await asyncio.sleep(0.1)
+    finally:
+        for w in workers:
+            w.request_stop()
+        await asyncio.gather(*tasks)
+    recreated = sum(w.metrics.counters["group_recreated"] for w in workers)
+    assert recreated >= 1
+    # Backoff, not a hot loop: a handful of recreations, not thousands.
+    assert recreated <= 20
+
+
+async def test_idle_blocking_reads_are_not_failures(
+    servers: Servers, names: dict[str, str], amongo: Mongo
+) -> None:
+    """C04: three workers block on empty reads; one event arrives; nothing counts as an error."""
+    workers = [
+        Worker(
+            worker_settings(servers, names, consumer=f"c{i}", block_ms=1_000,
+                            redis_socket_timeout_s=3.5),
+            handle_signals=False,
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    started = time.monotonic()
+
+    async def condition() -> bool:
+        elapsed = time.monotonic() - started
+        if elapsed > 1.0 and not getattr(condition, "sent", False):
+            condition.sent = True  # type: ignore[attr-defined]
+            await produce(servers, names["stream"], [event(1)])
+        return elapsed > 5.0 and await docs(amongo, names) == 1
+
+    await run_until(workers, condition, timeout_s=30)
+    assert sorted(w.metrics.counters["read"] for w in workers) == [0, 0, 1]
+    assert all(w.metrics.counters["transient_errors"] == 0 for w in workers)
+
+
+async def test_stop_with_events_in_hand_writes_and_acks_them(
+    servers: Servers,
+    names: dict[str, str],
+    aredis: redis.asyncio.Redis,
+    amongo: Mongo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """C10: stop requested while 30 events are read but not written: all are written and acked."""
+    gate, reached = asyncio.Event(), asyncio.Event()
+    original = MongoWriter.write
+
+    async def held_write(self: MongoWriter, items: list[Any]) -> Any:
+        reached.set()
+        await gate.wait()
+        return await original(self, items)
+
+    monkeypatch.setattr(MongoWriter, "write", held_write)
+    await produce(servers, names["stream"], [event(i) for i in range(30)])
+    worker = Worker(worker_settings(servers, names), handle_signals=False)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(reached.wait(), 30)
+    worker.request_stop()
+    await asyncio.sleep(0.3)
+    gate.set()
+    await asyncio.wait_for(task, 30)
+    assert await docs(amongo, names) == 30
+    info: Any = await aredis.xpending(names["stream"], names["group"])
+    assert info["pending"] == 0
+
+
+def test_sigterm_exits_zero_after_acking(
+    servers: Servers, names: dict[str, str], tmp_path: Any
+) -> None:
+    """C10 for the real process: SIGTERM ends the worker with status 0 and nothing pending."""
+    import redis as sync_redis
+
+    env = {
+        **os.environ,
+        "FEEDBACK_REDIS_URL": servers.redis_url,
+        "FEEDBACK_MONGODB_URI": servers.mongodb_uri,
+        "FEEDBACK_STREAM": names["stream"],
+        "FEEDBACK_GROUP": names["group"],
+        "FEEDBACK_DATABASE": names["database"],
+        "FEEDBACK_BLOCK_MS": "300",
+        "FEEDBACK_LOG_FORMAT": "json",
+    }
+    client = sync_redis.Redis.from_url(servers.redis_url)
+    log_file = tmp_path / "worker.log"
+    with log_file.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "feedback_worker", "run"], env=env, stdout=out,
+            stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+    try:
+        asyncio.run(produce(servers, names["stream"], [event(i) for i in range(30)]))
+        deadline = time.monotonic() + 30
+        while b'"batch"' not in log_file.read_bytes():
+            assert process.poll() is None, log_file.read_text()
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log_file.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    pending: Any = client.xpending(names["stream"], names["group"])
+    assert pending["pending"] == 0
+    assert b'"worker_stopped"' in log_file.read_bytes()
+    client.close()
