@@ -173,13 +173,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         workers = start_workers(args.workers, env, tmp)
-        started = time.monotonic()
-        producers = start_producers(events, args.producers, env, args.rate, tmp)
-        deadline = started + args.timeout_s
-        drained = wait_drained(client, stream, group, len(events), deadline, producers)
-        elapsed = time.monotonic() - started
-        reports = [json.loads(p.communicate()[0] or "{}") for p in producers]
-        histogram, dead = stop_workers(workers)
+        producers: list[Any] = []
+        try:
+            started = time.monotonic()
+            producers = start_producers(events, args.producers, env, args.rate, tmp)
+            deadline = started + args.timeout_s
+            drained = wait_drained(client, stream, group, len(events), deadline, producers)
+            elapsed = time.monotonic() - started
+            reports = [json.loads(p.communicate()[0] or "{}") for p in producers]
+        finally:
+            for process in producers:
+                if process.poll() is None:
+                    process.kill()
+            histogram, dead = stop_workers(workers)
         failed_ids = {i for r in reports for i in r.get("failed_ids", [])}
         sent = [e for e in events if e["event_id"] not in failed_ids]
         expected = oracle.expected_state(sent)

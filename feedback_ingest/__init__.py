@@ -9,7 +9,7 @@ from feedback_ingest.errors import (
     RedisUnavailable,
     TransientError,
 )
-from feedback_ingest.producer import AsyncFeedbackProducer, FeedbackProducer, build_event
+from feedback_ingest.producer import AsyncFeedbackProducer, FeedbackProducer
 from feedback_ingest.wire import WIRE_VERSION, FeedbackEvent, decode_entry, encode_event
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "PermanentError",
     "RedisUnavailable",
     "TransientError",
-    "build_event",
     "decode_entry",
     "encode_event",
 ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any, Self
 
 import redis
@@ -25,36 +24,12 @@ import redis.exceptions
 from feedback_ingest import defaults
 from feedback_ingest.backoff import compute_backoff_ms
 from feedback_ingest.errors import InvalidEvent, RedisUnavailable
-from feedback_ingest.wire import FeedbackEvent, JsonScalar, JsonValue, encode_event
+from feedback_ingest.wire import FeedbackEvent, encode_event
 
 #: redis-py's TimeoutError is not a ConnectionError; both mean "try again".
 _TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 EventLike = FeedbackEvent | Mapping[str, Any]
-
-
-def build_event(
-    *,
-    user_id: str,
-    agent_id: str,
-    source_id: str,
-    source: str,
-    value: JsonScalar,
-    metadata: Mapping[str, JsonValue] | None = None,
-    event_time: datetime | int | None = None,
-    event_id: str | None = None,
-) -> FeedbackEvent:
-    """Validate keyword inputs into a :class:`FeedbackEvent` (see ``FeedbackEvent.create``)."""
-    return FeedbackEvent.create(
-        user_id=user_id,
-        agent_id=agent_id,
-        source_id=source_id,
-        source=source,
-        value=value,
-        metadata=metadata,
-        event_time=event_time,
-        event_id=event_id,
-    )
 
 
 def _as_events(events: Iterable[EventLike]) -> list[FeedbackEvent]:
@@ -64,7 +39,7 @@ def _as_events(events: Iterable[EventLike]) -> list[FeedbackEvent]:
             prepared.append(item)
             continue
         try:
-            prepared.append(build_event(**item))
+            prepared.append(FeedbackEvent.create(**item))
         except InvalidEvent as exc:
             raise InvalidEvent(f"[{index}].{exc.field}", exc.code, exc.detail) from None
         except TypeError as exc:
@@ -80,12 +55,12 @@ def _decode_id(entry_id: bytes | str) -> str:
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
-class FeedbackProducer:
-    """Synchronous producer. Safe to share between threads (redis-py pools connections)."""
+class _ProducerSettings:
+    """What both producers hold: the client, the stream and the retry budget."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Any,
         *,
         stream: str = defaults.STREAM,
         attempts: int = defaults.PRODUCER_ATTEMPTS,
@@ -96,6 +71,15 @@ class FeedbackProducer:
         self.stream = stream
         self._attempts = attempts
 
+
+class FeedbackProducer(_ProducerSettings):
+    """Synchronous producer. Safe to share between threads (redis-py pools connections).
+
+    Takes a ``redis.Redis`` client; ``stream`` and ``attempts`` (first try included) are optional.
+    """
+
+    _client: redis.Redis
+
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
         """Connect lazily to ``url`` (``redis://`` or ``rediss://``)."""
@@ -103,8 +87,8 @@ class FeedbackProducer:
         return cls(client, **kwargs)
 
     def submit(self, **fields: Any) -> str:
-        """Validate one event (keywords of :func:`build_event`), append it, return its event id."""
-        event = build_event(**fields)
+        """Validate one event (keywords of ``FeedbackEvent.create``), append it, return its id."""
+        event = FeedbackEvent.create(**fields)
         self._send([event])
         return event.event_id
 
@@ -138,21 +122,10 @@ class FeedbackProducer:
         self.close()
 
 
-class AsyncFeedbackProducer:
+class AsyncFeedbackProducer(_ProducerSettings):
     """asyncio producer with the same contract as :class:`FeedbackProducer`."""
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        *,
-        stream: str = defaults.STREAM,
-        attempts: int = defaults.PRODUCER_ATTEMPTS,
-    ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be >= 1")
-        self._client = client
-        self.stream = stream
-        self._attempts = attempts
+    _client: redis.asyncio.Redis
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:
@@ -160,7 +133,7 @@ class AsyncFeedbackProducer:
         return cls(client, **kwargs)
 
     async def submit(self, **fields: Any) -> str:
-        event = build_event(**fields)
+        event = FeedbackEvent.create(**fields)
         await self._send([event])
         return event.event_id
 

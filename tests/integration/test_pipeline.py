@@ -16,9 +16,9 @@ from feedback_ingest import AsyncFeedbackProducer, FeedbackProducer, RedisUnavai
 from feedback_ingest.wire import FeedbackEvent, document_id, encode_event
 from feedback_worker import Worker
 from feedback_worker.deadletter import original_fields
-from feedback_worker.entries import DecodedEntry, StreamEntry
 from feedback_worker.writer import MongoWriter
 from tests.conftest import Servers
+from tests.factories import decoded
 from tests.integration.helpers import run_until, worker_settings
 
 pytestmark = pytest.mark.integration
@@ -169,19 +169,6 @@ async def test_out_of_order_events_leave_the_newest_whatever_the_batch_or_worker
     # c3 has the same time as b1 and a larger event id ("c3" > "b1"): it wins the tie.
     assert doc is not None and (doc["latest"]["eventId"], doc["latest"]["value"]) == ("c3", 7)
     assert await count_docs(amongo, names) == 1
-
-
-def decoded(entry_id: str, user: str, time_ms: int, event_id: str, value: int) -> DecodedEntry:
-    event = FeedbackEvent.create(
-        user_id=user,
-        agent_id="a",
-        source_id="s",
-        source="w",
-        value=value,
-        event_time=time_ms,
-        event_id=event_id,
-    )
-    return DecodedEntry(StreamEntry(entry_id, {b"x": b"y"}), event)
 
 
 async def test_redelivery_changes_nothing_and_stale_events_are_counted(

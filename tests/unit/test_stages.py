@@ -9,32 +9,18 @@ from pydantic import ValidationError
 
 from feedback_ingest.backoff import compute_backoff_ms
 from feedback_ingest.defaults import dead_letter_stream_for
-from feedback_ingest.wire import FeedbackEvent
 from feedback_worker.coalesce import newest_per_key
-from feedback_worker.entries import DecodedEntry, StreamEntry
 from feedback_worker.metrics import LatencyHistogram
 from feedback_worker.settings import WorkerSettings, redact_url
-
-
-def item(entry_id: str, user: str, time_ms: int, event_id: str, value: int) -> DecodedEntry:
-    event = FeedbackEvent.create(
-        user_id=user,
-        agent_id="a",
-        source_id="s",
-        source="w",
-        value=value,
-        event_time=time_ms,
-        event_id=event_id,
-    )
-    return DecodedEntry(StreamEntry(entry_id, {}), event)
+from tests.factories import decoded
 
 
 def test_newest_per_key_uses_event_time_then_event_id_not_arrival() -> None:
     items = [
-        item("1-0", "u1", 200, "b", 2),
-        item("2-0", "u1", 100, "z", 1),  # arrives later, older event time
-        item("3-0", "u1", 200, "a", 3),  # same time, smaller event id
-        item("4-0", "u2", 50, "x", 9),
+        decoded("1-0", "u1", 200, "b", 2),
+        decoded("2-0", "u1", 100, "z", 1),  # arrives later, older event time
+        decoded("3-0", "u1", 200, "a", 3),  # same time, smaller event id
+        decoded("4-0", "u2", 50, "x", 9),
     ]
     newest, superseded = newest_per_key(items)
     assert newest[("u1", "a", "s", "w")].entry.entry_id == "1-0"
@@ -45,7 +31,7 @@ def test_newest_per_key_uses_event_time_then_event_id_not_arrival() -> None:
 
 def test_newest_per_key_is_independent_of_order() -> None:
     items = [
-        item(f"{i}-0", "u", t, e, i)
+        decoded(f"{i}-0", "u", t, e, i)
         for i, (t, e) in enumerate([(5, "a"), (7, "b"), (7, "c"), (6, "z")])
     ]
     for seed in range(20):
