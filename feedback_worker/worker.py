@@ -84,7 +84,7 @@ class Worker:
             await self._start()
             while not self._stopping:
                 await self._poll_iteration()
-            await self._finish_inflight(at_shutdown=True)
+            await self._finish_inflight()
         finally:
             log.info("worker_stopped", **self.metrics.snapshot())
             await self._close()
@@ -179,12 +179,12 @@ class Worker:
         if batch:
             self._inflight = asyncio.create_task(self._handle(batch, redelivered=False))
 
-    async def _finish_inflight(self, *, at_shutdown: bool = False) -> None:
+    async def _finish_inflight(self) -> None:
         task, self._inflight = self._inflight, None
         if task is None:
             return
         timeout = None
-        if at_shutdown and self._deadline is not None:
+        if self._deadline is not None:  # stopping: the grace period bounds the wait
             timeout = max(0.0, self._deadline - time.monotonic())
         try:
             await asyncio.wait_for(task, timeout)
