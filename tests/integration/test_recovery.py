@@ -163,3 +163,36 @@ def test_sigterm_exits_zero_after_acking(
     assert pending["pending"] == 0
     assert b'"worker_stopped"' in log_file.read_bytes()
     client.close()
+
+
+@pytest.mark.parametrize("recovery", ["peer-claim", "own-restart"])
+async def test_entries_trimmed_while_pending_are_counted_lost_not_written(
+    servers: Servers,
+    names: dict[str, str],
+    aredis: redis.asyncio.Redis,
+    amongo: Mongo,
+    recovery: str,
+) -> None:
+    """C01: a consumer dies holding 50 entries that are then trimmed away; recovery drains them."""
+    await produce(servers, names["stream"], [event(i) for i in range(50)])
+    await aredis.xgroup_create(names["stream"], names["group"], id="0")
+    await aredis.xreadgroup(names["group"], "dead", {names["stream"]: ">"}, count=50)
+    await aredis.xtrim(names["stream"], maxlen=0)
+    consumer = "dead" if recovery == "own-restart" else "peer"
+    worker = Worker(
+        worker_settings(
+            servers, names, consumer=consumer, claim_min_idle_ms=1_000, mongo_timeout_ms=500,
+            claim_interval_s=0.2,
+        ),
+        handle_signals=False,
+    )  # fmt: skip
+    await asyncio.sleep(1.1)
+
+    async def drained() -> bool:
+        info: Any = await aredis.xpending(names["stream"], names["group"])
+        return int(info["pending"]) == 0
+
+    await run_until([worker], drained, timeout_s=30)
+    assert worker.metrics.counters["lost_before_processing"] == 50
+    assert worker.metrics.counters["written"] == 0
+    assert await docs(amongo, names) == 0
