@@ -15,12 +15,12 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimResult:
-    """One XAUTOCLAIM page: entries now ours, ids whose body is gone, and the next cursor."""
+class PendingEntry:
+    """One row of the group's pending list: who holds it, and Redis's own delivery counter."""
 
-    entries: list[StreamEntry]
-    deleted_ids: list[str]
-    cursor: str
+    entry_id: str
+    consumer: str
+    deliveries: int
 
 
 def _text(value: bytes | str) -> str:
@@ -73,44 +73,62 @@ class StreamReader:
         )
         return _entries(reply[0][1]) if reply else []
 
-    async def read_own_pending(self, after_id: str, count: int) -> list[StreamEntry]:
-        """This consumer's delivered-but-unacked entries after ``after_id`` (recovery only)."""
-        reply: Any = await self._client.xreadgroup(
-            self.group, self.consumer, {self.stream: after_id}, count=count
-        )
-        return _entries(reply[0][1]) if reply else []
+    async def pending_page(
+        self, after: str, count: int, min_idle_ms: int, consumer: str | None
+    ) -> list[PendingEntry]:
+        """Pending entries after ``after`` (exclusive) idle at least ``min_idle_ms``, with counts.
 
-    async def claim_idle(self, min_idle_ms: int, cursor: str, count: int) -> ClaimResult:
-        """Take over entries idle longer than ``min_idle_ms`` from any consumer (one page)."""
-        reply: Any = await self._client.xautoclaim(
-            self.stream, self.group, self.consumer, min_idle_ms, start_id=cursor, count=count
-        )
-        next_cursor, claimed = _text(reply[0]), reply[1]
-        deleted = [_text(entry_id) for entry_id in reply[2]] if len(reply) > 2 else []
-        entries = [e for e in _entries(claimed) if e.fields]
-        return ClaimResult(entries, deleted, next_cursor)
-
-    async def delivery_counts(self, entries: list[StreamEntry]) -> dict[str, int]:
-        """Redis's own delivery counter for each entry (survives any worker's death)."""
-        if not entries:
-            return {}
-        ids = [e.entry_id for e in entries]
+        This only looks: nothing is claimed, so the delivery counts can decide how to claim.
+        """
+        start = "-" if after == "-" else f"({after}"
         rows: Any = await self._client.xpending_range(
             self.stream,
             self.group,
-            min=min(ids, key=_id_key),
-            max=max(ids, key=_id_key),
-            count=len(ids) * 2 + 10,
-            consumername=self.consumer,
+            min=start,
+            max="+",
+            count=count,
+            consumername=consumer,
+            idle=min_idle_ms,
         )
-        wanted = set(ids)
-        return {
-            _text(row["message_id"]): int(row["times_delivered"])
+        return [
+            PendingEntry(
+                _text(row["message_id"]), _text(row["consumer"]), int(row["times_delivered"])
+            )
             for row in rows
-            if _text(row["message_id"]) in wanted
-        }
+        ]
+
+    async def claim(self, ids: list[str], min_idle_ms: int) -> tuple[list[StreamEntry], list[str]]:
+        """Take ``ids`` over for this consumer; return the entries and the ids whose body is gone.
+
+        Redis (7.0+) drops an id whose entry was trimmed or deleted from the pending list instead
+        of returning it (C01). An id can also come back unclaimed because a peer took it first;
+        that one is still pending, so only ids that left the pending list count as gone.
+        """
+        if not ids:
+            return [], []
+        raw: Any = await self._client.xclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=min_idle_ms,
+            message_ids=list[Any](ids),
+        )
+        entries = [e for e in _entries(raw) if e.fields]
+        returned = {e.entry_id for e in entries}
+        missing = [entry_id for entry_id in ids if entry_id not in returned]
+        if not missing:
+            return entries, []
+        rows: Any = await self._client.xpending_range(
+            self.stream,
+            self.group,
+            min=min(missing, key=entry_id_key),
+            max=max(missing, key=entry_id_key),
+            count=len(ids) + 100,
+        )
+        still_pending = {_text(row["message_id"]) for row in rows}
+        return entries, [entry_id for entry_id in missing if entry_id not in still_pending]
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
+def entry_id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return (int(ms), int(seq or 0))

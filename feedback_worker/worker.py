@@ -34,7 +34,8 @@ from feedback_worker.coalesce import newest_per_key
 from feedback_worker.decode import decode_batch
 from feedback_worker.entries import DecodedEntry, Rejection, StreamEntry
 from feedback_worker.metrics import Metrics
-from feedback_worker.reader import StreamReader, is_nogroup
+from feedback_worker.reader import PendingEntry, StreamReader, is_nogroup
+from feedback_worker.reclaim import plan_claims
 from feedback_worker.settings import WorkerSettings
 from feedback_worker.writer import MongoWriter, WriteOutcome
 
@@ -67,7 +68,7 @@ class Worker:
         self._stopping = False
         self._deadline: float | None = None
         self._inflight: asyncio.Task[None] | None = None
-        self._claim_cursor = "0-0"
+        self._claim_cursor = "-"
         self._next_claim_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -151,16 +152,10 @@ class Worker:
         await self._recover_own_pending()
 
     async def _recover_own_pending(self) -> None:
-        """Finish what this consumer name was handed before a crash, then read only new entries."""
-        after = "0"
-        while not self._stopping:
-            entries = await self._retry(
-                self._reader.read_own_pending, after, self.settings.batch_max_events
-            )
-            if not entries:
-                return
-            await self._handle(entries, redelivered=True)
-            after = entries[-1].entry_id
+        """Finish what this consumer name held before a restart, then read only new entries."""
+        cursor: str | None = "-"
+        while cursor is not None and not self._stopping:
+            cursor = await self._reclaim_page(cursor, consumer=self.settings.consumer, idle_ms=0)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -177,7 +172,7 @@ class Worker:
             return
         await self._finish_inflight()
         if batch:
-            self._inflight = asyncio.create_task(self._handle(batch, redelivered=False))
+            self._inflight = asyncio.create_task(self._handle(batch, {}))
 
     async def _finish_inflight(self) -> None:
         task, self._inflight = self._inflight, None
@@ -200,59 +195,70 @@ class Worker:
         await self._sleep_backoff(0)
 
     async def _claim_idle_page(self) -> None:
+        """Take over one page of entries that other consumers left idle too long."""
         s = self.settings
-        self._next_claim_at = time.monotonic() + s.claim_interval_s
         try:
-            page = await self._retry(
-                self._reader.claim_idle,
-                s.claim_min_idle_ms,
-                self._claim_cursor,
-                s.claim_page_events,
+            cursor = await self._reclaim_page(
+                self._claim_cursor, consumer=None, idle_ms=s.claim_min_idle_ms
             )
         except redis.exceptions.ResponseError as exc:
             if not is_nogroup(exc):
                 raise
             await self._recreate_group()
+            cursor = None
+        # A full page means there may be more: keep paging on the next iterations.
+        self._claim_cursor = cursor or "-"
+        wait_s = 0.0 if cursor else s.claim_interval_s
+        self._next_claim_at = time.monotonic() + wait_s
+
+    async def _reclaim_page(self, cursor: str, *, consumer: str | None, idle_ms: int) -> str | None:
+        """Claim and handle one page of pending entries; return the next cursor, None at the end."""
+        page_size = self.settings.claim_page_events
+        rows = await self._retry(self._reader.pending_page, cursor, page_size, idle_ms, consumer)
+        if not rows:
+            return None
+        await self._finish_inflight()
+        plan = plan_claims(rows, self.settings.max_deliveries)
+        await self._claim_and_handle(plan.dead, idle_ms, exhausted=True)
+        await self._claim_and_handle(plan.together, idle_ms)
+        for row in plan.alone:
+            await self._claim_and_handle([row], idle_ms)
+        return rows[-1].entry_id if len(rows) == page_size else None
+
+    async def _claim_and_handle(
+        self, rows: list[PendingEntry], idle_ms: int, *, exhausted: bool = False
+    ) -> None:
+        if not rows:
             return
-        self._claim_cursor = page.cursor
-        if page.cursor != "0-0":
-            self._next_claim_at = 0.0  # more pages: keep paging on the next iterations
-        if page.deleted_ids:
-            self.metrics.add(lost_before_processing=len(page.deleted_ids))
-            log.warning("claimed_entries_gone", count=len(page.deleted_ids))
-        if page.entries:
-            self.metrics.add(claimed=len(page.entries))
-            await self._finish_inflight()
-            await self._handle(page.entries, redelivered=True)
+        entries, gone = await self._retry(self._reader.claim, [r.entry_id for r in rows], idle_ms)
+        if gone:
+            self.metrics.add(lost_before_processing=len(gone))
+            log.warning("claimed_entries_gone", count=len(gone), note="trimmed or deleted")
+        self.metrics.add(claimed=len(entries))
+        deliveries = {r.entry_id: r.deliveries + 1 for r in rows}  # the claim was one more
+        if exhausted:
+            limit = self.settings.max_deliveries
+            rejections = [
+                Rejection(e, f"entry: delivered {deliveries[e.entry_id] - 1} times (max {limit})")
+                for e in entries
+            ]
+            await self._retry(self._finisher.finish, [], rejections, deliveries)
+            self.metrics.add(dead_lettered=len(rejections))
+            log.warning("poison_entries_dead_lettered", count=len(rejections))
+        elif entries:
+            await self._handle(entries, deliveries)
 
     # -- one batch -----------------------------------------------------------------------------
 
-    async def _handle(self, entries: list[StreamEntry], *, redelivered: bool) -> None:
+    async def _handle(self, entries: list[StreamEntry], deliveries: dict[str, int]) -> None:
         started = time.monotonic()
         present = [e for e in entries if e.fields]
         gone = [e.entry_id for e in entries if not e.fields]
-        deliveries: dict[str, int] = {}
-        poisoned: list[Rejection] = []
-        if redelivered:
-            deliveries = await self._retry(self._reader.delivery_counts, present)
-            present, poisoned = self._split_poisoned(present, deliveries)
         decoded, rejected = decode_batch(present)
         acked, failed, outcome = await self._write_all(decoded)
-        rejections = [*poisoned, *rejected, *failed]
+        rejections = [*rejected, *failed]
         await self._retry(self._finisher.finish, [*acked, *gone], rejections, deliveries)
         self._record(entries, acked, rejections, gone, outcome, started)
-
-    def _split_poisoned(
-        self, entries: list[StreamEntry], deliveries: dict[str, int]
-    ) -> tuple[list[StreamEntry], list[Rejection]]:
-        limit = self.settings.max_deliveries
-        keep = [e for e in entries if deliveries.get(e.entry_id, 1) <= limit]
-        poisoned = [
-            Rejection(e, f"entry: delivered {deliveries[e.entry_id]} times (max {limit})")
-            for e in entries
-            if deliveries.get(e.entry_id, 1) > limit
-        ]
-        return keep, poisoned
 
     async def _write_all(
         self, decoded: list[DecodedEntry]

@@ -196,3 +196,61 @@ async def test_entries_trimmed_while_pending_are_counted_lost_not_written(
     assert worker.metrics.counters["lost_before_processing"] == 50
     assert worker.metrics.counters["written"] == 0
     assert await docs(amongo, names) == 0
+
+
+async def test_poison_entry_that_kills_its_worker_is_dead_lettered_after_max_deliveries(
+    servers: Servers,
+    names: dict[str, str],
+    aredis: redis.asyncio.Redis,
+    amongo: Mongo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """C05: the worker dies whenever it handles userId "poison"; the fleet keeps going.
+
+    A death is simulated by cancelling the worker's task while it holds the poison entry: nothing
+    is acked, and the next worker must rely on Redis's own delivery counter.
+    """
+    died = asyncio.Event()
+    original = MongoWriter.write
+
+    async def deadly_write(self: MongoWriter, items: list[Any]) -> Any:
+        if any(item.event.user_id == "poison" for item in items):
+            died.set()
+            await asyncio.Event().wait()  # hangs until the harness "kills" the worker
+        return await original(self, items)
+
+    monkeypatch.setattr(MongoWriter, "write", deadly_write)
+    normal = [event(i) for i in range(100)]
+    await produce(servers, names["stream"], [*normal[:50], event(-1) | {"user_id": "poison"},
+                                             *normal[50:]])  # fmt: skip
+    dead_stream = f"{{{names['stream']}}}:dead"
+    for round_number in range(12):
+        worker = Worker(
+            worker_settings(
+                servers, names, consumer=f"c{round_number}", claim_min_idle_ms=1_000,
+                mongo_timeout_ms=500, claim_interval_s=0.1,
+            ),
+            handle_signals=False,
+        )  # fmt: skip
+        died.clear()
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait(
+            [task, asyncio.create_task(died.wait())], timeout=8, return_when="FIRST_COMPLETED"
+        )
+        if died.is_set():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(1.05)  # let the entry go idle for the next worker
+            continue
+        worker.request_stop()
+        await task
+        if await aredis.xlen(dead_stream) == 1:
+            break
+    assert await aredis.xlen(dead_stream) == 1
+    [(_, fields)] = await aredis.xrange(dead_stream)
+    assert fields[b"field:userId"] == b"poison"
+    assert int(fields[b"deliveries"]) == 6
+    assert b"delivered 5 times" in fields[b"reason"]
+    assert await docs(amongo, names) == 100
+    info: Any = await aredis.xpending(names["stream"], names["group"])
+    assert info["pending"] == 0

@@ -93,3 +93,18 @@ def test_histogram_quantiles_and_merge() -> None:
     assert h.quantile(0.5) == 1.0
     p99 = h.quantile(0.99)
     assert p99 is not None and 1000 <= p99 < 1300
+
+
+def test_claim_plan_isolates_entries_delivered_more_than_once() -> None:
+    from feedback_worker.reader import PendingEntry
+    from feedback_worker.reclaim import plan_claims
+
+    rows = [
+        PendingEntry("5-0", "c", 1), PendingEntry("6-0", "c", 3), PendingEntry("7-0", "c", 2),
+        PendingEntry("8-0", "c", 5), PendingEntry("9-0", "c", 1), PendingEntry("10-0", "c", 2),
+    ]  # fmt: skip
+    plan = plan_claims(rows, max_deliveries=5)
+    assert [r.entry_id for r in plan.dead] == ["8-0"]
+    assert [r.entry_id for r in plan.together] == ["5-0", "9-0"]
+    # Fewest deliveries first, then by id as numbers ("10-0" after "7-0").
+    assert [r.entry_id for r in plan.alone] == ["7-0", "10-0", "6-0"]
