@@ -48,6 +48,9 @@ class WorkerSettings(BaseSettings):
     claim_page_events: int = Field(500, ge=1, le=10_000, description="Entries per XAUTOCLAIM.")
     max_deliveries: int = Field(5, ge=1, description="Deliveries before an entry is dead-lettered.")
 
+    trim_interval_s: float = Field(
+        60.0, ge=0, description="How often to trim acknowledged entries (0 turns trimming off)."
+    )
     backoff_base_ms: int = Field(defaults.BACKOFF_BASE_MS, ge=1)
     backoff_cap_ms: int = Field(defaults.BACKOFF_CAP_MS, ge=1)
     shutdown_grace_s: float = Field(25.0, gt=0, description="Time to finish the batch in hand.")

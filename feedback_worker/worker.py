@@ -36,6 +36,7 @@ from feedback_worker.entries import DecodedEntry, Rejection, StreamEntry
 from feedback_worker.metrics import Metrics
 from feedback_worker.reader import PendingEntry, StreamReader, is_nogroup
 from feedback_worker.reclaim import plan_claims
+from feedback_worker.retention import trim_acknowledged
 from feedback_worker.settings import WorkerSettings
 from feedback_worker.writer import MongoWriter, WriteOutcome
 
@@ -70,6 +71,7 @@ class Worker:
         self._inflight: asyncio.Task[None] | None = None
         self._claim_cursor = "-"
         self._next_claim_at = 0.0
+        self._next_trim_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -162,6 +164,8 @@ class Worker:
     async def _poll_iteration(self) -> None:
         if time.monotonic() >= self._next_claim_at:
             await self._claim_idle_page()
+        if self.settings.trim_interval_s and time.monotonic() >= self._next_trim_at:
+            await self._trim()
         s = self.settings
         try:
             batch = await self._retry(self._reader.read_new, s.batch_max_events, s.block_ms)
@@ -187,6 +191,14 @@ class Worker:
             # Not acked, so the entries stay pending and a peer (or this consumer's restart)
             # takes them over; the writes are idempotent if some of them did land.
             log.warning("batch_abandoned_at_shutdown", note="entries stay pending for a peer")
+
+    async def _trim(self) -> None:
+        self._next_trim_at = time.monotonic() + self.settings.trim_interval_s
+        assert self._redis is not None
+        removed = await self._retry(trim_acknowledged, self._redis, self.settings.stream)
+        if removed:
+            self.metrics.add(trimmed=removed)
+            log.info("stream_trimmed", removed=removed)
 
     async def _recreate_group(self) -> None:
         self.metrics.add(group_recreated=1)
