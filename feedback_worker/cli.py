@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 
 import pydantic
+import redis
 import structlog
 
 from feedback_ingest.errors import ConfigurationError
+from feedback_worker import dlq
 from feedback_worker.doctor import diagnose, render
 from feedback_worker.logs import configure_logging
 from feedback_worker.settings import WorkerSettings
@@ -30,7 +32,50 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="join the consumer group and process events until SIGTERM")
     commands.add_parser("doctor", help="check the servers for settings that can lose data")
+    dlq = commands.add_parser("dlq", help="inspect and act on the dead-letter stream")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="one line per dead-lettered entry")
+    listing.add_argument("--count", type=int, default=100)
+    show = actions.add_parser("show", help="every field of one entry")
+    show.add_argument("id")
+    again = actions.add_parser("replay", help="re-validate and re-submit entries")
+    again.add_argument("ids", nargs="*", help="dead-letter ids (default: all)")
+    drop = actions.add_parser("purge", help="delete entries for good")
+    drop.add_argument("ids", nargs="*", help="dead-letter ids (default: all)")
+    drop.add_argument("--yes", action="store_true", help="confirm the deletion")
     return parser
+
+
+def _dlq(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=10)
+    dead = settings.dead_letter_stream
+    with client:
+        if args.action == "list":
+            for entry in dlq.list_dead(client, dead, args.count):
+                print(f"{entry.dead_id}  {entry.reason}")
+            return EXIT_OK
+        if args.action == "show":
+            found = dlq.get_dead(client, dead, args.id)
+            if found is None:
+                print(f"no dead-letter entry {args.id}", file=sys.stderr)
+                return EXIT_FAILED
+            for name, value in found.fields.items():
+                print(f"{name.decode(errors='replace')}: {value.decode(errors='replace')}")
+            return EXIT_OK
+        if args.action == "replay":
+            entries = dlq.list_dead(client, dead, 1_000_000)
+            if args.ids:
+                entries = [e for e in entries if e.dead_id in set(args.ids)]
+            report = dlq.replay(client, settings.stream, dead, entries)
+            for dead_id, reason in report.still_invalid.items():
+                print(f"kept {dead_id}: {reason}")
+            print(f"replayed {len(report.replayed)}, kept {len(report.still_invalid)}")
+            return EXIT_FAILED if report.still_invalid else EXIT_OK
+        if not args.yes:
+            print("purge deletes dead-letter entries for good: add --yes", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"purged {dlq.purge(client, dead, args.ids)}")
+        return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except pydantic.ValidationError as exc:
         print(f"feedback-worker: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "dlq":
+        return _dlq(args, settings)
     if args.command == "doctor":
         findings = asyncio.run(diagnose(settings))
         print(render(findings))
