@@ -13,6 +13,7 @@ harmless, because the worker's write is idempotent per event.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
@@ -23,7 +24,7 @@ import redis.exceptions
 
 from feedback_ingest import defaults
 from feedback_ingest.backoff import compute_backoff_ms
-from feedback_ingest.errors import InvalidEvent, RedisUnavailable
+from feedback_ingest.errors import BacklogFull, InvalidEvent, RedisUnavailable
 from feedback_ingest.wire import FeedbackEvent, encode_event
 
 #: redis-py's TimeoutError is not a ConnectionError; both mean "try again".
@@ -55,8 +56,27 @@ def _decode_id(entry_id: bytes | str) -> str:
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
+def backlog_size(groups: list[dict[Any, Any]], stream_length: int) -> int:
+    """Entries not yet acknowledged by the slowest group (the whole stream when none exists)."""
+    if not groups:
+        return stream_length
+    sizes = []
+    for group in groups:
+        lag = group.get("lag")
+        sizes.append((stream_length if lag is None else int(lag)) + int(group["pending"]))
+    return max(sizes)
+
+
 class _ProducerSettings:
-    """What both producers hold: the client, the stream and the retry budget."""
+    """What both producers hold: the client, the stream, the retry budget and the backlog bound.
+
+    With ``max_backlog`` set, a submit first checks (at most every ``BACKLOG_CHECK_S``) how many
+    entries the slowest consumer group has not acknowledged. Above the bound it waits up to
+    ``backlog_wait_s`` for workers to catch up, then raises :class:`BacklogFull`; nothing is ever
+    dropped and nothing is buffered in the producer.
+    """
+
+    BACKLOG_CHECK_S = 0.5
 
     def __init__(
         self,
@@ -64,12 +84,35 @@ class _ProducerSettings:
         *,
         stream: str = defaults.STREAM,
         attempts: int = defaults.PRODUCER_ATTEMPTS,
+        max_backlog: int | None = None,
+        backlog_wait_s: float = 0.0,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
+        if max_backlog is not None and max_backlog < 1:
+            raise ValueError("max_backlog must be >= 1")
         self._client = client
         self.stream = stream
         self._attempts = attempts
+        self._max_backlog = max_backlog
+        self._backlog_wait_s = backlog_wait_s
+        self._backlog_ok_until = 0.0
+
+    def _backlog_check_due(self) -> bool:
+        return self._max_backlog is not None and time.monotonic() >= self._backlog_ok_until
+
+    def _pause_for_backlog(self, size: int, deadline: float, attempt: int) -> float | None:
+        """None when there is room; else how long to wait, or BacklogFull once time is up."""
+        assert self._max_backlog is not None
+        if size < self._max_backlog:
+            self._backlog_ok_until = time.monotonic() + self.BACKLOG_CHECK_S
+            return None
+        if time.monotonic() >= deadline:
+            raise BacklogFull(
+                f"stream {self.stream!r} holds {size} unacknowledged entries "
+                f"(max {self._max_backlog})"
+            )
+        return min(compute_backoff_ms(attempt) / 1000, self._backlog_wait_s)
 
 
 class FeedbackProducer(_ProducerSettings):
@@ -99,7 +142,23 @@ class FeedbackProducer(_ProducerSettings):
             self._send(prepared)
         return [event.event_id for event in prepared]
 
+    def _wait_for_room(self) -> None:
+        if not self._backlog_check_due():
+            return
+        deadline = time.monotonic() + self._backlog_wait_s
+        for attempt in itertools.count():
+            try:
+                groups: Any = self._client.xinfo_groups(self.stream)
+                size = backlog_size(groups, int(self._client.xlen(self.stream)))
+            except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
+                size = 0
+            pause = self._pause_for_backlog(size, deadline, attempt)
+            if pause is None:
+                return
+            time.sleep(pause)
+
     def _send(self, events: list[FeedbackEvent]) -> list[str]:
+        self._wait_for_room()
         for attempt in range(self._attempts):
             try:
                 pipe = self._client.pipeline(transaction=False)
@@ -143,7 +202,23 @@ class AsyncFeedbackProducer(_ProducerSettings):
             await self._send(prepared)
         return [event.event_id for event in prepared]
 
+    async def _wait_for_room(self) -> None:
+        if not self._backlog_check_due():
+            return
+        deadline = time.monotonic() + self._backlog_wait_s
+        for attempt in itertools.count():
+            try:
+                groups: Any = await self._client.xinfo_groups(self.stream)
+                size = backlog_size(groups, int(await self._client.xlen(self.stream)))
+            except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
+                size = 0
+            pause = self._pause_for_backlog(size, deadline, attempt)
+            if pause is None:
+                return
+            await asyncio.sleep(pause)
+
     async def _send(self, events: list[FeedbackEvent]) -> list[str]:
+        await self._wait_for_room()
         for attempt in range(self._attempts):
             try:
                 pipe = self._client.pipeline(transaction=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from typing import Any
 
 import pytest
@@ -290,3 +291,27 @@ async def test_concurrent_newer_updates_of_one_key_keep_the_newest(
             await c.close()
     values = [doc["latest"]["value"] async for doc in collection.find({})]
     assert values == [2] * len(keys)
+
+
+@pytest.mark.parametrize("wait_s", [0.0, 0.3])
+def test_producer_backpressure_raises_a_named_error_above_the_bound(
+    servers: Servers, names: dict[str, str], sredis: redis.Redis, wait_s: float
+) -> None:
+    from feedback_ingest import BacklogFull
+
+    sredis.xgroup_create(names["stream"], names["group"], id="0", mkstream=True)
+    client = redis.Redis.from_url(servers.redis_url)
+    producer = FeedbackProducer(
+        client, stream=names["stream"], max_backlog=5, backlog_wait_s=wait_s
+    )
+    producer.submit_many([clean(i) for i in range(5)])  # 0 waiting before: accepted
+    producer._backlog_ok_until = 0  # force the next check now
+    started = time.monotonic()
+    with pytest.raises(BacklogFull, match="5 unacknowledged"):
+        producer.submit(**clean(9))
+    assert time.monotonic() - started >= wait_s
+    assert sredis.xlen(names["stream"]) == 5  # the refused event was not appended
+    sredis.xreadgroup(names["group"], "c", {names["stream"]: ">"}, count=5)
+    sredis.xack(names["stream"], names["group"], *[e[0] for e in sredis.xrange(names["stream"])])
+    assert producer.submit(**clean(9))  # room again once workers caught up
+    client.close()
