@@ -97,6 +97,19 @@ class StreamReader:
             for row in rows
         ]
 
+    async def refresh(self, ids: list[str]) -> None:
+        """Reset the idle time of entries this consumer is still working on (JUSTID does not
+        count a delivery), so a slow batch is not mistaken for a dead consumer's."""
+        if ids:
+            await self._client.xclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=0,
+                message_ids=list[Any](ids),
+                justid=True,
+            )
+
     async def claim(self, ids: list[str], min_idle_ms: int) -> tuple[list[StreamEntry], list[str]]:
         """Take ``ids`` over for this consumer; return the entries and the ids whose body is gone.
 

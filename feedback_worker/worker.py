@@ -267,10 +267,24 @@ class Worker:
         present = [e for e in entries if e.fields]
         gone = [e.entry_id for e in entries if not e.fields]
         decoded, rejected = decode_batch(present)
-        acked, failed, outcome = await self._write_all(decoded)
+        lease = asyncio.create_task(self._keep_ownership([e.entry_id for e in present]))
+        try:
+            acked, failed, outcome = await self._write_all(decoded)
+        finally:
+            lease.cancel()
         rejections = [*rejected, *failed]
         await self._retry(self._finisher.finish, [*acked, *gone], rejections, deliveries)
         self._record(entries, acked, rejections, gone, outcome, started)
+
+    async def _keep_ownership(self, ids: list[str]) -> None:
+        """While a batch is being written, refresh its entries well before peers may claim them."""
+        interval_s = self.settings.claim_min_idle_ms / 3000
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self._reader.refresh(ids)
+            except (*_REDIS_TRANSIENT, redis.exceptions.ResponseError) as exc:
+                log.warning("ownership_refresh_failed", error=str(exc))
 
     async def _write_all(
         self, decoded: list[DecodedEntry]

@@ -254,3 +254,41 @@ async def test_poison_entry_that_kills_its_worker_is_dead_lettered_after_max_del
     assert await docs(amongo, names) == 100
     info: Any = await aredis.xpending(names["stream"], names["group"])
     assert info["pending"] == 0
+
+
+async def test_a_slow_batch_keeps_its_entries_from_peers(
+    servers: Servers,
+    names: dict[str, str],
+    aredis: redis.asyncio.Redis,
+    amongo: Mongo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A live consumer's long write is not stolen: its entries never look idle to a peer."""
+    original = MongoWriter.write
+    slow_once = asyncio.Event()
+
+    async def slow_write(self: MongoWriter, items: list[Any]) -> Any:
+        if not slow_once.is_set():
+            slow_once.set()
+            await asyncio.sleep(3.5)  # longer than claim_min_idle_ms
+        return await original(self, items)
+
+    monkeypatch.setattr(MongoWriter, "write", slow_write)
+    await produce(servers, names["stream"], [event(i) for i in range(10)])
+    common = {"claim_min_idle_ms": 1_200, "mongo_timeout_ms": 500, "claim_interval_s": 0.2}
+    slow = Worker(worker_settings(servers, names, consumer="slow", **common), handle_signals=False)
+    slow_task = asyncio.create_task(slow.run())
+    await asyncio.wait_for(slow_once.wait(), 20)
+    peer = Worker(worker_settings(servers, names, consumer="peer", **common), handle_signals=False)
+
+    async def drained() -> bool:
+        info: Any = await aredis.xpending(names["stream"], names["group"])
+        return int(info["pending"]) == 0 and await docs(amongo, names) == 10
+
+    try:
+        await run_until([peer], drained, timeout_s=30)
+    finally:
+        slow.request_stop()
+        await slow_task
+    assert peer.metrics.counters["claimed"] == 0
+    assert slow.metrics.counters["acked"] == 10
