@@ -14,6 +14,7 @@ import structlog
 from feedback_ingest.errors import ConfigurationError
 from feedback_worker import dlq
 from feedback_worker.doctor import diagnose, render
+from feedback_worker.health import check, health_key
 from feedback_worker.logs import configure_logging
 from feedback_worker.settings import WorkerSettings
 from feedback_worker.worker import Worker
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="join the consumer group and process events until SIGTERM")
     commands.add_parser("doctor", help="check the servers for settings that can lose data")
+    probe = commands.add_parser("check", help="exit 0 if this consumer's loop is alive")
+    probe.add_argument("--ready", action="store_true", help="also require the servers to work")
+    probe.add_argument("--max-age-s", type=float, default=30.0)
     dlq = commands.add_parser("dlq", help="inspect and act on the dead-letter stream")
     actions = dlq.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="one line per dead-lettered entry")
@@ -85,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except pydantic.ValidationError as exc:
         print(f"feedback-worker: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "check":
+        key = health_key(settings.stream, settings.consumer)
+        client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5)
+        with client:
+            healthy, why = check(client, key, max_age_s=args.max_age_s, need_ready=args.ready)
+        print(f"{settings.consumer}: {why}")
+        return EXIT_OK if healthy else EXIT_FAILED
     if args.command == "dlq":
         return _dlq(args, settings)
     if args.command == "doctor":

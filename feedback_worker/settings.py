@@ -51,6 +51,8 @@ class WorkerSettings(BaseSettings):
     trim_interval_s: float = Field(
         60.0, ge=0, description="How often to trim acknowledged entries (0 turns trimming off)."
     )
+    health_interval_s: float = Field(5.0, gt=0, description="How often the heartbeat is written.")
+    health_ttl_s: float = Field(60.0, gt=0, description="Heartbeat expiry; probes fail after it.")
     backoff_base_ms: int = Field(defaults.BACKOFF_BASE_MS, ge=1)
     backoff_cap_ms: int = Field(defaults.BACKOFF_CAP_MS, ge=1)
     shutdown_grace_s: float = Field(25.0, gt=0, description="Time to finish the batch in hand.")

@@ -33,6 +33,7 @@ from feedback_worker.ack import Finisher
 from feedback_worker.coalesce import newest_per_key
 from feedback_worker.decode import decode_batch
 from feedback_worker.entries import DecodedEntry, Rejection, StreamEntry
+from feedback_worker.health import HealthReporter, health_key
 from feedback_worker.metrics import Metrics
 from feedback_worker.reader import PendingEntry, StreamReader, is_nogroup
 from feedback_worker.reclaim import plan_claims
@@ -88,6 +89,9 @@ class Worker:
             while not self._stopping:
                 await self._poll_iteration()
             await self._finish_inflight()
+        except ShutdownTimeout:
+            # Stopped while a server was failing: nothing in hand was acked, so it stays pending.
+            log.warning("stopped_while_retrying")
         finally:
             log.info("worker_stopped", **self.metrics.snapshot())
             await self._close()
@@ -133,6 +137,12 @@ class Worker:
         )
         self._reader = StreamReader(self._redis, s.stream, s.group, s.consumer)
         self._writer = MongoWriter(collection, chunk_events=s.write_chunk_events)
+        self._health = HealthReporter(
+            self._redis,
+            health_key(s.stream, s.consumer),
+            interval_s=s.health_interval_s,
+            ttl_s=s.health_ttl_s,
+        )
         self._finisher = Finisher(
             self._redis,
             stream=s.stream,
@@ -162,6 +172,7 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------------
 
     async def _poll_iteration(self) -> None:
+        await self._health.beat(ready=True, counters=dict(self.metrics.counters))
         if time.monotonic() >= self._next_claim_at:
             await self._claim_idle_page()
         if self.settings.trim_interval_s and time.monotonic() >= self._next_trim_at:
@@ -361,6 +372,7 @@ class Worker:
                     log.warning(
                         "transient_error", call=fn.__name__, attempt=attempt, error=str(exc)
                     )
+                await self._health.beat(ready=False, counters=dict(self.metrics.counters))
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     raise ShutdownTimeout from exc
                 await self._sleep_backoff(attempt)
