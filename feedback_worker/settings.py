@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Literal, Self
+from pathlib import Path
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feedback_ingest import defaults
+
+SECRET_FIELDS = ("redis_url", "mongodb_uri")
 
 
 def _default_consumer() -> str:
@@ -59,6 +62,20 @@ class WorkerSettings(BaseSettings):
 
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        """``FEEDBACK_REDIS_URL_FILE`` / ``FEEDBACK_MONGODB_URI_FILE`` name files that hold the URL
+        (a mounted Kubernetes or systemd secret); the file wins over nothing, never over a value
+        given explicitly."""
+        if not isinstance(values, dict):
+            return values
+        for name in SECRET_FIELDS:
+            path = os.environ.get(f"FEEDBACK_{name.upper()}_FILE")
+            if path and name not in values:
+                values = {**values, name: Path(path).read_text().strip()}
+        return values
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

@@ -108,3 +108,16 @@ def test_claim_plan_isolates_entries_delivered_more_than_once() -> None:
     assert [r.entry_id for r in plan.together] == ["5-0", "9-0"]
     # Fewest deliveries first, then by id as numbers ("10-0" after "7-0").
     assert [r.entry_id for r in plan.alone] == ["7-0", "10-0", "6-0"]
+
+
+def test_urls_can_come_from_secret_files(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "redis-url"  # type: ignore[operator]
+    secret.write_text("redis://app:fromfile@10.0.0.1:6379/0\n")
+    monkeypatch.setenv("FEEDBACK_REDIS_URL_FILE", str(secret))
+    settings = WorkerSettings()
+    assert settings.redis_url.get_secret_value() == "redis://app:fromfile@10.0.0.1:6379/0"
+    assert "fromfile" not in str(settings.redacted())
+    monkeypatch.setenv("FEEDBACK_REDIS_URL", "redis://plain:6379/0")
+    assert WorkerSettings().redis_url.get_secret_value() == "redis://plain:6379/0"
