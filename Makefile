@@ -14,7 +14,7 @@ RATE ?=
 export EVENTS PRODUCERS WORKERS DATASET RATE
 
 .DEFAULT_GOAL := all
-.PHONY: all setup up down lint format test loadtest clean
+.PHONY: all setup up down lint format test loadtest chaos clean
 
 all: lint test
 
@@ -49,6 +49,10 @@ test: setup
 # Uses FEEDBACK_REDIS_URL / FEEDBACK_MONGODB_URI when set; otherwise starts the local stack.
 loadtest: setup
 	$(BIN)/python -m bench.loadtest
+
+# Kills workers, restarts Redis and FerretDB, pauses workers; on a private local stack.
+chaos: setup
+	$(BIN)/python -m bench.chaos
 
 clean: down
 	rm -rf .local $(VENV)

@@ -45,33 +45,41 @@ def servers() -> dict[str, str]:
     return dict(line.split("=", 1) for line in up.stdout.split())
 
 
-def group_progress(client: redis.Redis, stream: str, group: str) -> tuple[int, int, int]:
-    """(entries read by the group, pending, lag) from XINFO GROUPS."""
+def group_progress(client: redis.Redis, stream: str, group: str) -> tuple[int, int, bool]:
+    """(entries delivered to the group, pending, caught up) from XINFO.
+
+    Caught up means nothing is pending and the group has been handed the stream's last entry.
+    Redis may forget ``entries-read`` after a restart, so that count is only for progress bars.
+    """
     try:
-        groups = client.xinfo_groups(stream)
+        groups: Any = client.xinfo_groups(stream)
+        last_id = client.xinfo_stream(stream)["last-generated-id"]
     except redis.ResponseError:  # the stream does not exist yet
-        return 0, 0, 0
-    for info in groups:  # type: ignore[union-attr]
+        return 0, 0, False
+    for info in groups:
         if info["name"].decode() == group:
-            return int(info["entries-read"] or 0), int(info["pending"]), int(info["lag"] or 0)
-    return 0, 0, 0
+            pending = int(info["pending"])
+            caught_up = pending == 0 and info["last-delivered-id"] == last_id
+            return int(info["entries-read"] or 0), pending, caught_up
+    return 0, 0, False
+
+
+def start_worker(name: str, env: dict[str, str], logs: Path) -> tuple[Any, Path]:
+    """One worker process with consumer name ``name``; its JSON log goes to ``logs``."""
+    out = logs / f"{name}.log"
+    with out.open("ab") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "feedback_worker", "run"],
+            env={**env, "FEEDBACK_CONSUMER": name},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    return process, out
 
 
 def start_workers(count: int, env: dict[str, str], logs: Path) -> list[tuple[Any, Path]]:
-    workers = []
-    for index in range(count):
-        out = logs / f"worker-{index}.log"
-        worker_env = {**env, "FEEDBACK_CONSUMER": f"loadtest-worker-{index}"}
-        with out.open("wb") as handle:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "feedback_worker", "run"],
-                env=worker_env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        workers.append((process, out))
-    return workers
+    return [start_worker(f"loadtest-worker-{index}", env, logs) for index in range(count)]
 
 
 def start_producers(
@@ -95,6 +103,8 @@ def start_producers(
                     env["FEEDBACK_STREAM"],
                     "--rate",
                     str(rate / count if rate else 0),
+                    "--attempts",
+                    env.get("PRODUCER_ATTEMPTS", "5"),
                 ],
                 stdout=subprocess.PIPE,
                 cwd=ROOT,
@@ -104,22 +114,42 @@ def start_producers(
     return producers
 
 
-def stop_workers(workers: list[tuple[Any, Path]]) -> tuple[LatencyHistogram, int]:
-    """SIGTERM every worker, then merge their final metrics lines."""
+def stop_workers(workers: list[tuple[Any, Path]]) -> LatencyHistogram:
+    """SIGTERM every worker, then merge the latency histograms of their final metrics lines."""
     for process, _ in workers:
-        process.send_signal(signal.SIGTERM)
-    histogram, dead = LatencyHistogram(), 0
-    for process, log_file in workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    histogram = LatencyHistogram()
+    for process, _ in workers:
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
+    for log_file in {log for _, log in workers}:
         for line in log_file.read_text().splitlines():
             if '"worker_stopped"' in line:
-                record = json.loads(line)
-                histogram.merge(record["e2e_histogram"])
-                dead += int(record.get("dead_lettered", 0))
-    return histogram, dead
+                histogram.merge(json.loads(line)["e2e_histogram"])
+    return histogram
+
+
+def verdict_for(
+    events: list[dict[str, Any]], reports: list[dict[str, Any]], mongo: Any, database: str
+) -> tuple[list[dict[str, Any]], int, oracle.Comparison]:
+    """The events whose submit returned, how many did not, and the oracle's comparison."""
+    failed_ids = {i for r in reports for i in r.get("failed_ids", [])}
+    sent = [e for e in events if e["event_id"] not in failed_ids]
+    docs = mongo[database]["feedback"].find(
+        {}, {"userId": 1, "agentId": 1, "sourceId": 1, "source": 1, "latest": 1}
+    )
+    return sent, len(failed_ids), oracle.compare(oracle.expected_state(sent), docs)
+
+
+def write_result(name: str, run_id: str, result: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    (RESULTS / f"{name}-latest.json").write_text(text)
+    (RESULTS / f"{name}-{run_id}.json").write_text(text)
+    print(text, end="")
 
 
 def wait_drained(
@@ -127,10 +157,10 @@ def wait_drained(
 ) -> bool:
     with tqdm(total=total, unit="ev", desc="written", smoothing=0.1, mininterval=1) as bar:
         while time.monotonic() < deadline:
-            read, pending, lag = group_progress(client, stream, group)
-            bar.update(max(0, read - pending - bar.n))
+            read, pending, caught_up = group_progress(client, stream, group)
+            bar.update(max(0, min(total, read) - pending - bar.n))
             producing = any(p.poll() is None for p in producers)
-            if not producing and read >= total and pending == 0 and lag == 0:
+            if not producing and caught_up:
                 return True
             time.sleep(0.2)
     return False
@@ -185,14 +215,9 @@ def main() -> int:
             for process in producers:
                 if process.poll() is None:
                     process.kill()
-            histogram, dead = stop_workers(workers)
-        failed_ids = {i for r in reports for i in r.get("failed_ids", [])}
-        sent = [e for e in events if e["event_id"] not in failed_ids]
-        expected = oracle.expected_state(sent)
-        docs = mongo[env["FEEDBACK_DATABASE"]]["feedback"].find(
-            {}, {"userId": 1, "agentId": 1, "sourceId": 1, "source": 1, "latest": 1}
-        )
-        verdict = oracle.compare(expected, docs)
+            histogram = stop_workers(workers)
+        sent, failed, verdict = verdict_for(events, reports, mongo, env["FEEDBACK_DATABASE"])
+        dead = int(client.xlen("{" + stream + "}:dead"))
 
     result = {
         "run_id": run_id,
@@ -202,7 +227,7 @@ def main() -> int:
         "workers": args.workers,
         "rate": args.rate or None,
         "events_sent": len(sent),
-        "submit_failed": len(failed_ids),
+        "submit_failed": failed,
         "expected_docs": verdict.expected_docs,
         "docs_in_db": verdict.docs_in_db,
         "lost": verdict.lost,
@@ -217,11 +242,7 @@ def main() -> int:
         "e2e_p99_ms": histogram.quantile(0.99),
         "examples": verdict.examples,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2) + "\n"
-    (RESULTS / "loadtest-latest.json").write_text(text)
-    (RESULTS / f"loadtest-{run_id}.json").write_text(text)
-    print(text, end="")
+    write_result("loadtest", run_id, result)
     if os.environ.get("KEEP") != "1":
         client.delete(stream, "{" + stream + "}:dead")
         mongo.drop_database(env["FEEDBACK_DATABASE"])

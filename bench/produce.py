@@ -18,13 +18,16 @@ def main() -> None:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--stream", required=True)
     parser.add_argument("--rate", type=float, default=0.0, help="events/s for this process")
+    parser.add_argument("--attempts", type=int, default=5, help="tries per chunk before giving up")
     args = parser.parse_args()
     with open(args.input, encoding="utf-8") as handle:
         events = [json.loads(line) for line in handle]
     sent = 0
     failed_ids: list[str] = []
     started = time.monotonic()
-    with FeedbackProducer.from_url(args.redis_url, stream=args.stream) as producer:
+    with FeedbackProducer.from_url(
+        args.redis_url, stream=args.stream, attempts=args.attempts
+    ) as producer:
         for start in range(0, len(events), CHUNK):
             chunk = events[start : start + CHUNK]
             if args.rate > 0:
