@@ -121,3 +121,11 @@ def test_urls_can_come_from_secret_files(
     assert "fromfile" not in str(settings.redacted())
     monkeypatch.setenv("FEEDBACK_REDIS_URL", "redis://plain:6379/0")
     assert WorkerSettings().redis_url.get_secret_value() == "redis://plain:6379/0"
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [n for n in WorkerSettings.model_fields if f"`FEEDBACK_{n.upper()}`" not in readme]
+    assert missing == []
