@@ -93,6 +93,9 @@ class Worker:
             # Stopped while a server was failing: nothing in hand was acked, so it stays pending.
             log.warning("stopped_while_retrying")
         finally:
+            if self._inflight is not None:  # cancelled from outside: the batch dies with us
+                self._inflight.cancel()
+                await asyncio.gather(self._inflight, return_exceptions=True)
             log.info("worker_stopped", **self.metrics.snapshot())
             await self._close()
 

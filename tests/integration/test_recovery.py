@@ -74,12 +74,13 @@ async def test_idle_blocking_reads_are_not_failures(
     """C04: three workers block on empty reads; one event arrives; nothing counts as an error."""
     workers = [
         Worker(
-            worker_settings(servers, names, consumer=f"c{i}", block_ms=1_000,
-                            redis_socket_timeout_s=3.5),
+            worker_settings(
+                servers, names, consumer=f"c{i}", block_ms=1_000, redis_socket_timeout_s=3.5
+            ),
             handle_signals=False,
         )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     started = time.monotonic()
 
     async def condition() -> bool:
@@ -144,9 +145,12 @@ def test_sigterm_exits_zero_after_acking(
     log_file = tmp_path / "worker.log"
     with log_file.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "feedback_worker", "run"], env=env, stdout=out,
-            stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
+            [sys.executable, "-m", "feedback_worker", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     try:
         asyncio.run(produce(servers, names["stream"], [event(i) for i in range(30)]))
         deadline = time.monotonic() + 30
@@ -181,11 +185,15 @@ async def test_entries_trimmed_while_pending_are_counted_lost_not_written(
     consumer = "dead" if recovery == "own-restart" else "peer"
     worker = Worker(
         worker_settings(
-            servers, names, consumer=consumer, claim_min_idle_ms=1_000, mongo_timeout_ms=500,
+            servers,
+            names,
+            consumer=consumer,
+            claim_min_idle_ms=1_000,
+            mongo_timeout_ms=500,
             claim_interval_s=0.2,
         ),
         handle_signals=False,
-    )  # fmt: skip
+    )
     await asyncio.sleep(1.1)
 
     async def drained() -> bool:
@@ -198,6 +206,16 @@ async def test_entries_trimmed_while_pending_are_counted_lost_not_written(
     assert await docs(amongo, names) == 0
 
 
+async def _until_length(client: redis.asyncio.Redis, stream: str, length: int) -> None:
+    while await client.xlen(stream) < length:  # noqa: ASYNC110 - polls a remote server
+        await asyncio.sleep(0.1)
+
+
+async def _all_written(mongo: Mongo, names: dict[str, str], count: int) -> bool:
+    return await docs(mongo, names) >= count
+
+
+@pytest.mark.timeout(300)
 async def test_poison_entry_that_kills_its_worker_is_dead_lettered_after_max_deliveries(
     servers: Servers,
     names: dict[str, str],
@@ -221,22 +239,35 @@ async def test_poison_entry_that_kills_its_worker_is_dead_lettered_after_max_del
 
     monkeypatch.setattr(MongoWriter, "write", deadly_write)
     normal = [event(i) for i in range(100)]
-    await produce(servers, names["stream"], [*normal[:50], event(-1) | {"user_id": "poison"},
-                                             *normal[50:]])  # fmt: skip
+    await produce(
+        servers, names["stream"], [*normal[:50], event(-1) | {"user_id": "poison"}, *normal[50:]]
+    )
     dead_stream = f"{{{names['stream']}}}:dead"
-    for round_number in range(12):
+    deadline = time.monotonic() + 240
+    round_number = 0
+    while await aredis.xlen(dead_stream) == 0:
+        assert time.monotonic() < deadline, f"poison not dead-lettered after {round_number} rounds"
+        round_number += 1
         worker = Worker(
             worker_settings(
-                servers, names, consumer=f"c{round_number}", claim_min_idle_ms=1_000,
-                mongo_timeout_ms=500, claim_interval_s=0.1,
+                servers,
+                names,
+                consumer=f"c{round_number}",
+                claim_min_idle_ms=1_000,
+                mongo_timeout_ms=500,
+                claim_interval_s=0.1,
             ),
             handle_signals=False,
-        )  # fmt: skip
+        )
         died.clear()
         task = asyncio.create_task(worker.run())
+        dead_lettered = asyncio.create_task(_until_length(aredis, dead_stream, 1))
         await asyncio.wait(
-            [task, asyncio.create_task(died.wait())], timeout=8, return_when="FIRST_COMPLETED"
+            [asyncio.create_task(died.wait()), dead_lettered],
+            timeout=60,
+            return_when="FIRST_COMPLETED",
         )
+        dead_lettered.cancel()
         if died.is_set():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -244,8 +275,11 @@ async def test_poison_entry_that_kills_its_worker_is_dead_lettered_after_max_del
             continue
         worker.request_stop()
         await task
-        if await aredis.xlen(dead_stream) == 1:
-            break
+    await run_until(
+        [Worker(worker_settings(servers, names, consumer="last"), handle_signals=False)],
+        lambda: _all_written(amongo, names, 100),
+        timeout_s=60,
+    )
     assert await aredis.xlen(dead_stream) == 1
     [(_, fields)] = await aredis.xrange(dead_stream)
     assert fields[b"field:userId"] == b"poison"
