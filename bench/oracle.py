@@ -36,6 +36,17 @@ class Comparison:
     unexpected: int
     examples: list[str]
 
+    def counts(self) -> dict[str, int]:
+        """The figures every result file reports."""
+        return {
+            "expected_docs": self.expected_docs,
+            "docs_in_db": self.docs_in_db,
+            "lost": self.lost,
+            "mismatched": self.mismatched,
+            "duplicates": self.duplicates,
+            "unexpected": self.unexpected,
+        }
+
 
 def _ms(value: datetime) -> int:
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
