@@ -1,6 +1,6 @@
 """The chaos test: producers and workers under SIGKILLs, server restarts and long pauses.
 
-    make chaos [EVENTS=3000] [KILLS=50] [REDIS_RESTARTS=3] [MONGO_RESTARTS=3] [PAUSES=5]
+    make chaos [EVENTS=5000] [KILLS=50] [REDIS_RESTARTS=3] [MONGO_RESTARTS=3] [PAUSES=5]
 
 Runs on the local stack only (it restarts the servers: Redis with AOF ``appendfsync always``, so
 a restart loses no acknowledged XADD). Faults come one at a time, in a seeded order, while the

@@ -28,8 +28,8 @@ def _text(value: bytes | str) -> str:
 
 
 def _entries(raw: list[Any]) -> list[StreamEntry]:
-    # XREADGROUP of own history returns [id, None] for an entry deleted since delivery; such ids
-    # are handled by the caller (acked as lost), so they carry an empty field map here.
+    # An entry deleted since delivery can come back as [id, None]: it gets an empty field map,
+    # and callers treat such ids as gone (case C01).
     return [StreamEntry(_text(entry_id), dict(fields or {})) for entry_id, fields in raw]
 
 

@@ -278,17 +278,15 @@ class Worker:
 
     async def _handle(self, entries: list[StreamEntry], deliveries: dict[str, int]) -> None:
         started = time.monotonic()
-        present = [e for e in entries if e.fields]
-        gone = [e.entry_id for e in entries if not e.fields]
-        decoded, rejected = decode_batch(present)
-        lease = asyncio.create_task(self._keep_ownership([e.entry_id for e in present]))
+        decoded, rejected = decode_batch(entries)
+        lease = asyncio.create_task(self._keep_ownership([e.entry_id for e in entries]))
         try:
             acked, failed, outcome = await self._write_all(decoded)
         finally:
             lease.cancel()
         rejections = [*rejected, *failed]
-        await self._retry(self._finisher.finish, [*acked, *gone], rejections, deliveries)
-        self._record(entries, acked, rejections, gone, outcome, started)
+        await self._retry(self._finisher.finish, acked, rejections, deliveries)
+        self._record(entries, acked, rejections, outcome, started)
 
     async def _keep_ownership(self, ids: list[str]) -> None:
         """While a batch is being written, refresh its entries well before peers may claim them."""
@@ -328,7 +326,6 @@ class Worker:
         entries: list[StreamEntry],
         acked: list[str],
         rejections: list[Rejection],
-        gone: list[str],
         outcome: WriteOutcome,
         started: float,
     ) -> None:
@@ -343,7 +340,6 @@ class Worker:
             written=outcome.written,
             stale=outcome.stale,
             dead_lettered=len(rejections),
-            lost_before_processing=len(gone),
             batches=1,
         )
         log.info(
@@ -353,7 +349,6 @@ class Worker:
             stale=outcome.stale,
             superseded=len(acked) - outcome.written - outcome.stale,
             dead_lettered=len(rejections),
-            lost=len(gone),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
 
