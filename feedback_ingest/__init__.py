@@ -1,6 +1,7 @@
 """feedback-ingest: validate user feedback and append it to a Redis stream (wire contract v1)."""
 
 from feedback_ingest.errors import (
+    AccessDenied,
     BacklogFull,
     ConfigurationError,
     FeedbackError,
@@ -14,6 +15,7 @@ from feedback_ingest.wire import WIRE_VERSION, FeedbackEvent, decode_entry, enco
 
 __all__ = [
     "WIRE_VERSION",
+    "AccessDenied",
     "AsyncFeedbackProducer",
     "BacklogFull",
     "ConfigurationError",

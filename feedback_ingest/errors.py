@@ -16,6 +16,15 @@ class ConfigurationError(FeedbackError):
     """Settings or server state that make it unsafe to run (for example a missing unique index)."""
 
 
+class AccessDenied(ConfigurationError):
+    """A server refused the credentials, or a command the account is not allowed to run (ACL).
+
+    Retrying cannot help until an operator fixes the account or the secret, so it is not a
+    transient failure: producers raise it at once and workers exit with the configuration code,
+    so a restart picks up a rotated secret.
+    """
+
+
 class TransientError(FeedbackError):
     """A failure that may pass: connection lost, timeout, primary stepped down."""
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Self, TypeVar
 
 import redis
 import redis.asyncio
@@ -25,12 +25,11 @@ import redis.exceptions
 from feedback_ingest import defaults
 from feedback_ingest.backoff import compute_backoff_ms
 from feedback_ingest.errors import BacklogFull, InvalidEvent, RedisUnavailable
+from feedback_ingest.redis_errors import DENIED, TRANSIENT, access_denied
 from feedback_ingest.wire import FeedbackEvent, encode_event
 
-#: redis-py's TimeoutError is not a ConnectionError; both mean "try again".
-_TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
 EventLike = FeedbackEvent | Mapping[str, Any]
+T = TypeVar("T")
 
 
 def _as_events(events: Iterable[EventLike]) -> list[FeedbackEvent]:
@@ -50,6 +49,11 @@ def _as_events(events: Iterable[EventLike]) -> list[FeedbackEvent]:
 
 def _unavailable(attempts: int, exc: Exception) -> RedisUnavailable:
     return RedisUnavailable(f"Redis did not accept the events after {attempts} attempts: {exc}")
+
+
+def _client_options(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Short timeouts by default: a producer runs inside request handlers."""
+    return {"socket_timeout": 5, "socket_connect_timeout": 5, **(given or {})}
 
 
 def _decode_id(entry_id: bytes | str) -> str:
@@ -124,9 +128,16 @@ class FeedbackProducer(_ProducerSettings):
     _client: redis.Redis
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Self:
-        """Connect lazily to ``url`` (``redis://`` or ``rediss://``)."""
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    def from_url(
+        cls, url: str, *, client_options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Self:
+        """Connect lazily to ``url`` (``redis://``, or ``rediss://`` for TLS).
+
+        ``client_options`` go to redis-py as given: for TLS, ``ssl_ca_certs`` (the CA that signs
+        the server), ``ssl_certfile`` and ``ssl_keyfile`` (a client certificate). The other
+        keywords are the producer's own.
+        """
+        client = redis.Redis.from_url(url, **_client_options(client_options))
         return cls(client, **kwargs)
 
     def submit(self, **fields: Any) -> str:
@@ -147,29 +158,41 @@ class FeedbackProducer(_ProducerSettings):
             return
         deadline = time.monotonic() + self._backlog_wait_s
         for attempt in itertools.count():
-            try:
-                groups: Any = self._client.xinfo_groups(self.stream)
-                size = backlog_size(groups, int(self._client.xlen(self.stream)))
-            except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
-                size = 0
-            pause = self._pause_for_backlog(size, deadline, attempt)
+            pause = self._pause_for_backlog(self._with_retries(self._backlog), deadline, attempt)
             if pause is None:
                 return
             time.sleep(pause)
 
-    def _send(self, events: list[FeedbackEvent]) -> list[str]:
-        self._wait_for_room()
+    def _backlog(self) -> int:
+        try:
+            groups: Any = self._client.xinfo_groups(self.stream)
+            return backlog_size(groups, int(self._client.xlen(self.stream)))
+        except redis.exceptions.NoPermissionError:
+            raise  # never skip the bound because the account cannot see it
+        except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
+            return 0
+
+    def _append(self, events: list[FeedbackEvent]) -> list[str]:
+        pipe = self._client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.stream, encode_event(event))  # type: ignore[arg-type]
+        return [_decode_id(entry_id) for entry_id in pipe.execute()]
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
         for attempt in range(self._attempts):
             try:
-                pipe = self._client.pipeline(transaction=False)
-                for event in events:
-                    pipe.xadd(self.stream, encode_event(event))  # type: ignore[arg-type]
-                return [_decode_id(entry_id) for entry_id in pipe.execute()]
-            except _TRANSIENT as exc:
+                return call()
+            except DENIED as exc:
+                raise access_denied(exc) from exc
+            except TRANSIENT as exc:
                 if attempt + 1 == self._attempts:
                     raise _unavailable(self._attempts, exc) from exc
                 time.sleep(compute_backoff_ms(attempt) / 1000)
         raise AssertionError("unreachable")
+
+    def _send(self, events: list[FeedbackEvent]) -> list[str]:
+        self._wait_for_room()
+        return self._with_retries(lambda: self._append(events))
 
     def close(self) -> None:
         self._client.close()
@@ -187,8 +210,11 @@ class AsyncFeedbackProducer(_ProducerSettings):
     _client: redis.asyncio.Redis
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Self:
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    def from_url(
+        cls, url: str, *, client_options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Self:
+        """As :meth:`FeedbackProducer.from_url`."""
+        client = redis.asyncio.Redis.from_url(url, **_client_options(client_options))
         return cls(client, **kwargs)
 
     async def submit(self, **fields: Any) -> str:
@@ -207,29 +233,42 @@ class AsyncFeedbackProducer(_ProducerSettings):
             return
         deadline = time.monotonic() + self._backlog_wait_s
         for attempt in itertools.count():
-            try:
-                groups: Any = await self._client.xinfo_groups(self.stream)
-                size = backlog_size(groups, int(await self._client.xlen(self.stream)))
-            except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
-                size = 0
+            size = await self._with_retries(self._backlog)
             pause = self._pause_for_backlog(size, deadline, attempt)
             if pause is None:
                 return
             await asyncio.sleep(pause)
 
-    async def _send(self, events: list[FeedbackEvent]) -> list[str]:
-        await self._wait_for_room()
+    async def _backlog(self) -> int:
+        try:
+            groups: Any = await self._client.xinfo_groups(self.stream)
+            return backlog_size(groups, int(await self._client.xlen(self.stream)))
+        except redis.exceptions.NoPermissionError:
+            raise  # never skip the bound because the account cannot see it
+        except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
+            return 0
+
+    async def _append(self, events: list[FeedbackEvent]) -> list[str]:
+        pipe = self._client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.stream, encode_event(event))  # type: ignore[arg-type]
+        return [_decode_id(entry_id) for entry_id in await pipe.execute()]
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(self._attempts):
             try:
-                pipe = self._client.pipeline(transaction=False)
-                for event in events:
-                    pipe.xadd(self.stream, encode_event(event))  # type: ignore[arg-type]
-                return [_decode_id(entry_id) for entry_id in await pipe.execute()]
-            except _TRANSIENT as exc:
+                return await call()
+            except DENIED as exc:
+                raise access_denied(exc) from exc
+            except TRANSIENT as exc:
                 if attempt + 1 == self._attempts:
                     raise _unavailable(self._attempts, exc) from exc
                 await asyncio.sleep(compute_backoff_ms(attempt) / 1000)
         raise AssertionError("unreachable")
+
+    async def _send(self, events: list[FeedbackEvent]) -> list[str]:
+        await self._wait_for_room()
+        return await self._with_retries(lambda: self._append(events))
 
     async def aclose(self) -> None:
         await self._client.aclose()

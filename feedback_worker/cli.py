@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 import pydantic
-import redis
 import structlog
 
 from feedback_ingest.errors import ConfigurationError
-from feedback_worker import dlq
+from feedback_worker import acl, dlq
+from feedback_worker.clients import sync_redis
 from feedback_worker.doctor import diagnose, render
 from feedback_worker.health import check, health_key
 from feedback_worker.logs import configure_logging
@@ -22,6 +22,16 @@ from feedback_worker.worker import Worker
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+
+
+def describe_invalid(exc: pydantic.ValidationError) -> str:
+    """One line per problem, naming the setting; never the values (a URL may hold a password)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"])
+        setting = f"FEEDBACK_{where.upper()}" if where else "settings"
+        lines.append(f"  {setting}: {error['msg']}")
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     probe = commands.add_parser("check", help="exit 0 if this consumer's loop is alive")
     probe.add_argument("--ready", action="store_true", help="also require the servers to work")
     probe.add_argument("--max-age-s", type=float, default=30.0)
+    access = commands.add_parser("acl", help="print the Redis ACL rules an account needs")
+    access.add_argument("role", choices=list(acl.COMMANDS))
+    access.add_argument("--explain", action="store_true", help="say why each command is needed")
     dlq = commands.add_parser("dlq", help="inspect and act on the dead-letter stream")
     actions = dlq.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="one line per dead-lettered entry")
@@ -51,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dlq(args: argparse.Namespace, settings: WorkerSettings) -> int:
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=10)
+    client = sync_redis(settings)
     dead = settings.dead_letter_stream
     with client:
         if args.action == "list":
@@ -87,11 +100,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = WorkerSettings()
     except pydantic.ValidationError as exc:
-        print(f"feedback-worker: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"feedback-worker: invalid settings:\n{describe_invalid(exc)}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "acl":
+        print(acl.rules(args.role, settings.stream))
+        if args.explain:
+            for command, why in acl.COMMANDS[args.role].items():
+                print(f"  +{command:<14} {why}")
+        return EXIT_OK
     if args.command == "check":
         key = health_key(settings.stream, settings.consumer)
-        client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5)
+        client = sync_redis(settings, socket_timeout_s=5)
         with client:
             healthy, why = check(client, key, max_age_s=args.max_age_s, need_ready=args.ready)
         print(f"{settings.consumer}: {why}")

@@ -15,6 +15,7 @@ import redis.asyncio
 import redis.exceptions
 from pymongo import AsyncMongoClient
 
+from feedback_worker.clients import async_mongo, async_redis
 from feedback_worker.settings import WorkerSettings, redact_url
 from feedback_worker.writer import KEY_INDEX
 
@@ -132,7 +133,7 @@ async def check_mongo(client: AsyncMongoClient[dict[str, Any]], s: WorkerSetting
 async def diagnose(s: WorkerSettings) -> list[Finding]:
     """Run every check; connection failures become findings rather than exceptions."""
     findings: list[Finding] = []
-    r = redis.asyncio.Redis.from_url(s.redis_url.get_secret_value(), socket_timeout=5)
+    r = async_redis(s, socket_timeout_s=5)
     try:
         await r.ping()
         findings.append(Finding("redis", "ok", redact_url(s.redis_url.get_secret_value())))
@@ -141,9 +142,7 @@ async def diagnose(s: WorkerSettings) -> list[Finding]:
         findings.append(Finding("redis", "fail", f"unreachable: {type(exc).__name__}"))
     finally:
         await r.aclose()
-    m: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        s.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=s.mongo_timeout_ms
-    )
+    m = async_mongo(s)
     try:
         await m.admin.command("ping")
         findings.append(Finding("mongo", "ok", redact_url(s.mongodb_uri.get_secret_value())))

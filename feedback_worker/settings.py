@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feedback_ingest import defaults
@@ -39,6 +39,20 @@ class WorkerSettings(BaseSettings):
     block_ms: int = Field(2_000, ge=1, le=60_000, description="How long a read waits for data.")
     redis_socket_timeout_s: float = Field(10.0, gt=0, description="Redis socket read timeout.")
     redis_connect_timeout_s: float = Field(5.0, gt=0)
+    redis_health_check_interval_s: float = Field(
+        30.0, gt=0, description="PING a pooled connection idle this long before reusing it."
+    )
+    redis_tls_ca_file: FilePath | None = Field(
+        None, description="CA bundle for the Redis server certificate (rediss:// URLs only)."
+    )
+    redis_tls_cert_file: FilePath | None = Field(None, description="Client certificate (PEM).")
+    redis_tls_key_file: FilePath | None = Field(None, description="Its private key (PEM).")
+    mongodb_tls_ca_file: FilePath | None = Field(
+        None, description="CA bundle for the MongoDB server certificate; setting it turns TLS on."
+    )
+    mongodb_tls_cert_key_file: FilePath | None = Field(
+        None, description="Client certificate and private key in one PEM; turns TLS on."
+    )
     mongo_timeout_ms: int = Field(10_000, ge=100, description="Server selection/socket timeout.")
     write_chunk_events: int = Field(
         32, ge=1, le=10_000, description="Upserts per bulk write command (sent one after another)."
@@ -97,7 +111,21 @@ class WorkerSettings(BaseSettings):
             )
         if self.shutdown_grace_s * 1000 <= self.block_ms:
             raise ValueError("shutdown_grace_s must exceed block_ms")
+        self._check_tls()
         return self
+
+    def _check_tls(self) -> None:
+        redis_tls_files = (
+            self.redis_tls_ca_file,
+            self.redis_tls_cert_file,
+            self.redis_tls_key_file,
+        )
+        scheme = urlsplit(self.redis_url.get_secret_value()).scheme
+        if any(redis_tls_files) and scheme != "rediss":
+            # redis-py would either ignore the files or fail on the first command: refuse early.
+            raise ValueError(f"redis_tls_* files need a rediss:// URL, not {scheme}://")
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            raise ValueError("redis_tls_cert_file and redis_tls_key_file go together")
 
     @property
     def dead_letter_stream(self) -> str:

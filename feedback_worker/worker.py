@@ -29,7 +29,9 @@ from pymongo.write_concern import WriteConcern
 
 from feedback_ingest.backoff import compute_backoff_ms
 from feedback_ingest.errors import TransientError
+from feedback_ingest.redis_errors import DENIED, TRANSIENT, access_denied
 from feedback_worker.ack import Finisher
+from feedback_worker.clients import async_mongo, async_redis
 from feedback_worker.coalesce import newest_per_key
 from feedback_worker.decode import decode_batch
 from feedback_worker.entries import DecodedEntry, Rejection, StreamEntry
@@ -39,12 +41,10 @@ from feedback_worker.reader import PendingEntry, StreamReader, is_nogroup
 from feedback_worker.reclaim import plan_claims
 from feedback_worker.retention import trim_acknowledged
 from feedback_worker.settings import WorkerSettings
-from feedback_worker.writer import MongoWriter, WriteOutcome
+from feedback_worker.writer import MongoWriter, WriteOutcome, mongo_access_denied
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-
-_REDIS_TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class ShutdownTimeout(Exception):
@@ -120,20 +120,9 @@ class Worker:
     def _connect(self) -> None:
         s = self.settings
         if self._redis is None:
-            self._redis = redis.asyncio.Redis.from_url(
-                s.redis_url.get_secret_value(),
-                socket_timeout=s.redis_socket_timeout_s,
-                socket_connect_timeout=s.redis_connect_timeout_s,
-                socket_keepalive=True,
-                health_check_interval=30,
-            )
+            self._redis = async_redis(s)
         if self._mongo is None:
-            self._mongo = AsyncMongoClient(
-                s.mongodb_uri.get_secret_value(),
-                serverSelectionTimeoutMS=s.mongo_timeout_ms,
-                socketTimeoutMS=s.mongo_timeout_ms,
-                connectTimeoutMS=s.mongo_timeout_ms,
-            )
+            self._mongo = async_mongo(s)
         w: int | str = int(s.write_concern_w) if s.write_concern_w.isdigit() else s.write_concern_w
         collection = self._mongo[s.database].get_collection(
             s.collection, write_concern=WriteConcern(w=w, j=s.write_concern_journal)
@@ -295,7 +284,7 @@ class Worker:
             await asyncio.sleep(interval_s)
             try:
                 await self._reader.refresh(ids)
-            except (*_REDIS_TRANSIENT, redis.exceptions.ResponseError) as exc:
+            except (*TRANSIENT, redis.exceptions.ResponseError) as exc:
                 log.warning("ownership_refresh_failed", error=str(exc))
 
     async def _write_all(
@@ -364,7 +353,14 @@ class Worker:
         while True:
             try:
                 return await fn(*args)
-            except (TransientError, *_REDIS_TRANSIENT, pymongo.errors.ConnectionFailure) as exc:
+            except DENIED as exc:  # a wrong secret or ACL: exit, so a restart reads it again
+                raise access_denied(exc) from exc
+            except pymongo.errors.OperationFailure as exc:
+                denied = mongo_access_denied(exc)
+                if denied is None:
+                    raise
+                raise denied from exc
+            except (TransientError, *TRANSIENT, pymongo.errors.ConnectionFailure) as exc:
                 self.metrics.add(transient_errors=1)
                 if attempt == 0 or attempt % 10 == 0:
                     log.warning(

@@ -30,7 +30,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from feedback_ingest import defaults
-from feedback_ingest.errors import ConfigurationError, MongoUnavailable
+from feedback_ingest.errors import AccessDenied, ConfigurationError, MongoUnavailable
 from feedback_ingest.wire import KEY_FIELDS, document_id
 from feedback_worker.entries import DecodedEntry
 
@@ -43,6 +43,8 @@ TRANSIENT_CODES = frozenset(
     {6, 7, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 64}
 )
 DUPLICATE_KEY = 11000
+#: Unauthorized, AuthenticationFailed: the account is wrong, not the event.
+DENIED_CODES = frozenset({13, 18})
 #: How often one statement is re-sent after a duplicate-key race before it counts as failed.
 DUPLICATE_RETRIES = 3
 
@@ -102,6 +104,22 @@ def _is_transient(exc: Exception) -> bool:
     if isinstance(exc, pymongo.errors.OperationFailure):
         return exc.code in TRANSIENT_CODES
     return isinstance(exc, pymongo.errors.PyMongoError) and "timed out" in str(exc)
+
+
+def mongo_access_denied(exc: Exception) -> AccessDenied | None:
+    """The named error when MongoDB refused the account, else None.
+
+    Checked before anything else: a refused account must stop the worker, never turn every event
+    of the batch into a dead letter.
+    """
+    codes: set[Any] = set()
+    if isinstance(exc, pymongo.errors.BulkWriteError):
+        codes = {error.get("code") for error in (exc.details or {}).get("writeErrors", [])}
+    elif isinstance(exc, pymongo.errors.OperationFailure):
+        codes = {exc.code}
+    if codes & DENIED_CODES:
+        return AccessDenied(f"MongoDB refused the account or command: {exc}")
+    return None
 
 
 def _is_duplicate_key(exc: Exception) -> bool:
@@ -166,6 +184,9 @@ class MongoWriter:
         try:
             result = await self._collection.bulk_write([op for _, op in group], ordered=False)
         except Exception as exc:  # every failure is classified below
+            denied = mongo_access_denied(exc)
+            if denied is not None:
+                raise denied from exc
             if _is_transient(exc):
                 raise MongoUnavailable(f"MongoDB write failed transiently: {exc}") from exc
             return await self._split(group, exc, attempt)

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +164,8 @@ def stop_pid(pid_file: Path, name: str) -> None:
     log(f"{name} stopped")
 
 
-def start_redis(state: Path, port: int) -> None:
+def start_redis(state: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start redis-server on 127.0.0.1:``port``; ``extra`` options come last and win (TLS, ACL)."""
     data = state / "redis"
     data.mkdir(parents=True, exist_ok=True)
     log_file = state / "redis.log"
@@ -189,6 +191,7 @@ def start_redis(state: Path, port: int) -> None:
         "no",
         "--logfile",
         str(log_file),
+        *extra,
     ]
     process = subprocess.Popen(
         cmd,
@@ -199,9 +202,13 @@ def start_redis(state: Path, port: int) -> None:
     )
     (state / "redis.pid").write_text(str(process.pid))
     wait_ready("redis-server", port, log_file)
+    return process
 
 
-def start_ferretdb(state: Path, port: int, binary: Path) -> None:
+def start_ferretdb(
+    state: Path, port: int, binary: Path, extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """Start FerretDB on 127.0.0.1:``port``; ``extra`` flags come last and win (TLS)."""
     data = state / "ferretdb"
     data.mkdir(parents=True, exist_ok=True)
     log_file = state / "ferretdb.log"
@@ -215,6 +222,7 @@ def start_ferretdb(state: Path, port: int, binary: Path) -> None:
         "--debug-addr=-",
         "--log-level=warn",
         "--log-format=json",
+        *extra,
     ]
     env = {**os.environ, "DO_NOT_TRACK": "1"}
     with log_file.open("ab") as out:
@@ -228,6 +236,7 @@ def start_ferretdb(state: Path, port: int, binary: Path) -> None:
         )
     (state / "ferretdb.pid").write_text(str(process.pid))
     wait_ready("ferretdb", port, log_file)
+    return process
 
 
 # -- commands --------------------------------------------------------------------------------

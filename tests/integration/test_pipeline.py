@@ -252,9 +252,11 @@ def test_producer_rejects_non_finite_values_before_sending(
     assert sredis.xlen(names["stream"]) == 0
 
 
-def test_producer_raises_a_named_error_when_redis_is_unreachable() -> None:
+@pytest.mark.parametrize("max_backlog", [None, 100])
+def test_producer_raises_a_named_error_when_redis_is_unreachable(max_backlog: int | None) -> None:
+    """Also when the first call is the backlog check (it used to leak redis-py's error)."""
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    producer = FeedbackProducer(client, attempts=3)
+    producer = FeedbackProducer(client, attempts=3, max_backlog=max_backlog)
     with pytest.raises(RedisUnavailable, match="after 3 attempts"):
         producer.submit(**clean(1))
 

@@ -1,0 +1,24 @@
+"""How Redis failures are classified, for producers and workers alike.
+
+redis-py raises :class:`~redis.exceptions.AuthenticationError` as a kind of ``ConnectionError``,
+so a wrong password would look like an outage and be retried for ever. It is checked first and
+turned into :class:`~feedback_ingest.errors.AccessDenied`, like a command the ACL refuses.
+"""
+
+from __future__ import annotations
+
+import redis.exceptions
+
+from feedback_ingest.errors import AccessDenied
+
+#: The account is wrong (WRONGPASS, NOAUTH) or may not run the command or key (NOPERM).
+DENIED = (redis.exceptions.AuthenticationError, redis.exceptions.NoPermissionError)
+
+#: Worth retrying with backoff: the connection broke or a reply did not come in time.
+#: (redis-py's TimeoutError is not a ConnectionError.) Test ``DENIED`` before this.
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def access_denied(exc: redis.exceptions.RedisError) -> AccessDenied:
+    """The named error for ``exc``, one of ``DENIED``; the server's text never holds a password."""
+    return AccessDenied(f"Redis refused the account or command: {exc}")
