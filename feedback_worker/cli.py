@@ -11,6 +11,7 @@ import pydantic
 import structlog
 
 from feedback_ingest.errors import ConfigurationError
+from feedback_ingest.redis_errors import DENIED, TRANSIENT, access_denied
 from feedback_worker import acl, dlq
 from feedback_worker.clients import sync_redis
 from feedback_worker.doctor import diagnose, render
@@ -63,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    key = health_key(settings.stream, settings.consumer)
+    with sync_redis(settings, socket_timeout_s=5) as client:
+        healthy, why = check(client, key, max_age_s=args.max_age_s, need_ready=args.ready)
+    print(f"{settings.consumer}: {why}")
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
 def _dlq(args: argparse.Namespace, settings: WorkerSettings) -> int:
     client = sync_redis(settings)
     dead = settings.dead_letter_stream
@@ -108,15 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for command, why in acl.COMMANDS[args.role].items():
                 print(f"  +{command:<14} {why}")
         return EXIT_OK
-    if args.command == "check":
-        key = health_key(settings.stream, settings.consumer)
-        client = sync_redis(settings, socket_timeout_s=5)
-        with client:
-            healthy, why = check(client, key, max_age_s=args.max_age_s, need_ready=args.ready)
-        print(f"{settings.consumer}: {why}")
-        return EXIT_OK if healthy else EXIT_FAILED
-    if args.command == "dlq":
-        return _dlq(args, settings)
+    if args.command in ("check", "dlq"):
+        try:
+            return _check(args, settings) if args.command == "check" else _dlq(args, settings)
+        except DENIED as exc:
+            print(f"feedback-worker: {access_denied(exc)}", file=sys.stderr)
+            return EXIT_CONFIG
+        except TRANSIENT as exc:
+            print(f"feedback-worker: Redis unavailable: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     if args.command == "doctor":
         findings = asyncio.run(diagnose(settings))
         print(render(findings))

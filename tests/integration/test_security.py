@@ -247,6 +247,17 @@ def test_wrong_password_stops_the_worker_with_the_configuration_code(
     assert done.returncode == cli.EXIT_CONFIG, output
     assert "Redis refused the account" in output
     assert wrong not in output
+    env["FEEDBACK_REDIS_URL"] = stack.redis_url("operator", wrong)
+    listing = subprocess.run(
+        [sys.executable, "-m", "feedback_worker", "dlq", "list"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == cli.EXIT_CONFIG, listing.stderr
+    assert "Redis refused the account" in listing.stderr and wrong not in listing.stderr
     with pytest.raises(AccessDenied):
         FeedbackProducer.from_url(
             stack.redis_url("producer", wrong), client_options=stack.tls_options()

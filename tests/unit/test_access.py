@@ -108,3 +108,15 @@ def test_readme_shows_the_rules_the_command_prints() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for role in acl.COMMANDS:
         assert f"{role:<9} {acl.rules(role)}\n" in readme
+
+
+def test_probe_and_dlq_commands_say_why_redis_failed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FEEDBACK_REDIS_URL", "redis://:pw-2718@127.0.0.1:1/0")
+    monkeypatch.setenv("FEEDBACK_REDIS_CONNECT_TIMEOUT_S", "0.5")
+    for argv in (["check"], ["dlq", "list"]):
+        assert cli.main(argv) == cli.EXIT_FAILED
+        message = capsys.readouterr().err
+        assert message.startswith("feedback-worker: Redis unavailable:"), message
+        assert "pw-2718" not in message
