@@ -25,7 +25,7 @@ import redis.exceptions
 from feedback_ingest import defaults
 from feedback_ingest.backoff import compute_backoff_ms
 from feedback_ingest.errors import BacklogFull, InvalidEvent, RedisUnavailable
-from feedback_ingest.redis_errors import DENIED, TRANSIENT, access_denied
+from feedback_ingest.redis_errors import DENIED, TRANSIENT, access_denied, is_missing_key
 from feedback_ingest.wire import FeedbackEvent, encode_event
 
 EventLike = FeedbackEvent | Mapping[str, Any]
@@ -167,10 +167,10 @@ class FeedbackProducer(_ProducerSettings):
         try:
             groups: Any = self._client.xinfo_groups(self.stream)
             return backlog_size(groups, int(self._client.xlen(self.stream)))
-        except redis.exceptions.NoPermissionError:
+        except redis.exceptions.ResponseError as exc:
+            if is_missing_key(exc):  # no stream yet: nothing is waiting
+                return 0
             raise  # never skip the bound because the account cannot see it
-        except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
-            return 0
 
     def _append(self, events: list[FeedbackEvent]) -> list[str]:
         pipe = self._client.pipeline(transaction=False)
@@ -243,10 +243,10 @@ class AsyncFeedbackProducer(_ProducerSettings):
         try:
             groups: Any = await self._client.xinfo_groups(self.stream)
             return backlog_size(groups, int(await self._client.xlen(self.stream)))
-        except redis.exceptions.NoPermissionError:
+        except redis.exceptions.ResponseError as exc:
+            if is_missing_key(exc):  # no stream yet: nothing is waiting
+                return 0
             raise  # never skip the bound because the account cannot see it
-        except redis.exceptions.ResponseError:  # no stream yet: nothing is waiting
-            return 0
 
     async def _append(self, events: list[FeedbackEvent]) -> list[str]:
         pipe = self._client.pipeline(transaction=False)

@@ -22,3 +22,12 @@ TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 def access_denied(exc: redis.exceptions.RedisError) -> AccessDenied:
     """The named error for ``exc``, one of ``DENIED``; the server's text never holds a password."""
     return AccessDenied(f"Redis refused the account or command: {exc}")
+
+
+def is_missing_key(exc: redis.exceptions.ResponseError) -> bool:
+    """True for the reply to XINFO on a stream that does not exist (``ERR no such key``).
+
+    Callers treat only that as "no stream yet"; any other refusal (NOPERM above all) is raised,
+    so a check that cannot run is never mistaken for an empty stream.
+    """
+    return "no such key" in str(exc).lower()

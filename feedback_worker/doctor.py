@@ -15,6 +15,7 @@ import redis.asyncio
 import redis.exceptions
 from pymongo import AsyncMongoClient
 
+from feedback_ingest.redis_errors import is_missing_key
 from feedback_worker.clients import async_mongo, async_redis
 from feedback_worker.settings import WorkerSettings, redact_url
 from feedback_worker.writer import KEY_INDEX
@@ -86,8 +87,10 @@ async def check_redis(client: redis.asyncio.Redis, s: WorkerSettings) -> list[Fi
 async def _check_group(client: redis.asyncio.Redis, s: WorkerSettings) -> list[Finding]:
     try:
         groups: Any = await client.xinfo_groups(s.stream)
-    except redis.exceptions.ResponseError:
-        return [Finding("stream", "warn", f"stream {s.stream!r} does not exist yet")]
+    except redis.exceptions.ResponseError as exc:
+        if is_missing_key(exc):
+            return [Finding("stream", "warn", f"stream {s.stream!r} does not exist yet")]
+        return [Finding("stream", "warn", f"cannot inspect {s.stream!r}: {exc}")]
     group = next((g for g in groups if _text(g["name"]) == s.group), None)
     if group is None:
         return [Finding("group", "warn", f"group {s.group!r} does not exist (workers create it)")]

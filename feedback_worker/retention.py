@@ -12,6 +12,7 @@ from typing import Any
 
 import redis.asyncio
 
+from feedback_ingest.redis_errors import is_missing_key
 from feedback_worker.reader import entry_id_key
 
 
@@ -28,8 +29,10 @@ async def safe_trim_bound(client: redis.asyncio.Redis, stream: str) -> str | Non
     """The lowest entry id that some group still needs, or None when nothing may be trimmed."""
     try:
         groups: Any = await client.xinfo_groups(stream)
-    except redis.exceptions.ResponseError:  # no such stream
-        return None
+    except redis.exceptions.ResponseError as exc:
+        if is_missing_key(exc):
+            return None
+        raise  # a refused check must not look like "nothing to trim"
     if not groups:
         return None
     bounds = []

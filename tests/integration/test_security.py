@@ -19,6 +19,7 @@ from typing import Any
 import pymongo.errors
 import pytest
 import redis
+import redis.asyncio
 import redis.exceptions
 from pymongo import AsyncMongoClient
 
@@ -30,6 +31,7 @@ from feedback_worker.clients import async_mongo, sync_redis
 from feedback_worker.deadletter import dead_letter_fields
 from feedback_worker.entries import Rejection, StreamEntry
 from feedback_worker.health import check, health_key
+from feedback_worker.retention import trim_acknowledged
 from tests.conftest import ROOT, _unavailable
 from tests.integration import secure
 from tests.integration.helpers import run_until
@@ -128,6 +130,22 @@ def test_backpressure_refuses_to_run_blind_without_its_rules(fresh: SecureStack)
     bounded = FeedbackProducer.from_url(url, client_options=fresh.tls_options(), max_backlog=10)
     with bounded, pytest.raises(AccessDenied, match="xinfo"):
         bounded.submit(**event(1))
+
+
+async def test_trim_refuses_to_run_blind_without_its_rules(fresh: SecureStack) -> None:
+    """Without XINFO GROUPS the trim cannot know what is safe: it raises, never "nothing to do"
+    (the refusal used to read as a missing stream, and the stream grew without bound)."""
+    rules = acl.rules("worker").replace(" +xinfo|groups", "").split()
+    with fresh.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", "feedback-blind", "on", ">blind", *rules)
+        admin.xadd(defaults.STREAM, {"v": "1"})
+    url = f"rediss://feedback-blind:blind@127.0.0.1:{fresh.redis_port}/0"
+    client = redis.asyncio.Redis.from_url(url, **fresh.tls_options())
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await trim_acknowledged(client, defaults.STREAM)
+    finally:
+        await client.aclose()
 
 
 async def test_worker_account_needs_exactly_its_rules(
