@@ -31,3 +31,9 @@ def is_missing_key(exc: redis.exceptions.ResponseError) -> bool:
     so a check that cannot run is never mistaken for an empty stream.
     """
     return "no such key" in str(exc).lower()
+
+
+def is_denied_in_script(exc: redis.exceptions.ResponseError) -> bool:
+    """True when the ACL refused a command inside a Lua script: Redis replies with a plain error
+    there, not NOPERM, so redis-py cannot raise NoPermissionError for it."""
+    return "can't run this command" in str(exc)

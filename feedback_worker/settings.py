@@ -64,6 +64,11 @@ class WorkerSettings(BaseSettings):
     claim_interval_s: float = Field(15.0, gt=0, description="How often to look for idle entries.")
     claim_page_events: int = Field(500, ge=1, le=10_000, description="Entries per XAUTOCLAIM.")
     max_deliveries: int = Field(5, ge=1, description="Deliveries before an entry is dead-lettered.")
+    consumer_expiry_ms: int = Field(
+        3_600_000,
+        ge=0,
+        description="Remove consumers idle this long with nothing pending (0 keeps them all).",
+    )
 
     trim_interval_s: float = Field(
         60.0, ge=0, description="How often to trim acknowledged entries (0 turns trimming off)."
@@ -109,6 +114,8 @@ class WorkerSettings(BaseSettings):
             raise ValueError(
                 "claim_min_idle_ms must exceed mongo_timeout_ms (a slow write is not dead)"
             )
+        if 0 < self.consumer_expiry_ms < self.claim_min_idle_ms:
+            raise ValueError("consumer_expiry_ms must be 0 or at least claim_min_idle_ms")
         if self.shutdown_grace_s * 1000 <= self.block_ms:
             raise ValueError("shutdown_grace_s must exceed block_ms")
         self._check_tls()

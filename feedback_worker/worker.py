@@ -33,6 +33,7 @@ from feedback_ingest.redis_errors import DENIED, TRANSIENT, access_denied
 from feedback_worker.ack import Finisher
 from feedback_worker.clients import async_mongo, async_redis
 from feedback_worker.coalesce import newest_per_key
+from feedback_worker.consumers import remove_idle_consumers
 from feedback_worker.decode import decode_batch
 from feedback_worker.entries import DecodedEntry, Rejection, StreamEntry
 from feedback_worker.health import HealthReporter, health_key
@@ -225,6 +226,24 @@ class Worker:
         self._claim_cursor = cursor or "-"
         wait_s = 0.0 if cursor else s.claim_interval_s
         self._next_claim_at = time.monotonic() + wait_s
+        if cursor is None and s.consumer_expiry_ms:
+            # A full pass is done: consumers whose entries have all been taken over may go.
+            await self._remove_idle_consumers()
+
+    async def _remove_idle_consumers(self) -> None:
+        assert self._redis is not None
+        s = self.settings
+        removed = await self._retry(
+            remove_idle_consumers,
+            self._redis,
+            s.stream,
+            s.group,
+            s.consumer_expiry_ms,
+            s.consumer,
+        )
+        if removed:
+            self.metrics.add(consumers_removed=len(removed))
+            log.info("idle_consumers_removed", consumers=removed)
 
     async def _reclaim_page(self, cursor: str, *, consumer: str | None, idle_ms: int) -> str | None:
         """Claim and handle one page of pending entries; return the next cursor, None at the end."""

@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 
 from feedback_ingest import AsyncFeedbackProducer
 from feedback_worker import Worker
+from feedback_worker.consumers import remove_idle_consumers
 from feedback_worker.writer import MongoWriter
 from tests.conftest import ROOT, Servers
 from tests.integration.helpers import run_until, worker_settings
@@ -326,3 +327,26 @@ async def test_a_slow_batch_keeps_its_entries_from_peers(
         await slow_task
     assert peer.metrics.counters["claimed"] == 0
     assert slow.metrics.counters["acked"] == 10
+
+
+async def test_only_idle_consumers_with_nothing_pending_are_removed(
+    names: dict[str, str], aredis: redis.asyncio.Redis
+) -> None:
+    """Removing a consumer drops its pending entries for good, so one that holds any stays."""
+    stream, group = names["stream"], names["group"]
+    for i in range(3):
+        await aredis.xadd(stream, {"i": str(i)})
+    await aredis.xgroup_create(stream, group, id="0")
+    await aredis.xreadgroup(group, "holder", {stream: ">"}, count=2)  # dies holding two
+    done: Any = await aredis.xreadgroup(group, "finished", {stream: ">"}, count=1)
+    await aredis.xack(stream, group, done[0][1][0][0])
+    await aredis.xgroup_createconsumer(stream, group, "self")
+    await asyncio.sleep(0.3)
+    await aredis.xadd(stream, {"i": "3"})
+    fresh: Any = await aredis.xreadgroup(group, "active", {stream: ">"})  # just now: not idle
+    await aredis.xack(stream, group, fresh[0][1][0][0])
+    removed = await remove_idle_consumers(aredis, stream, group, 200, "self")
+    assert removed == ["finished"]
+    left: Any = await aredis.xinfo_consumers(stream, group)
+    assert sorted(c["name"] for c in left) == [b"active", b"holder", b"self"]
+    assert await remove_idle_consumers(aredis, "no-such-stream", group, 200, "self") == []

@@ -28,6 +28,7 @@ from feedback_ingest.errors import AccessDenied, RedisUnavailable
 from feedback_ingest.wire import FeedbackEvent, encode_event
 from feedback_worker import Worker, WorkerSettings, acl, cli
 from feedback_worker.clients import async_mongo, sync_redis
+from feedback_worker.consumers import remove_idle_consumers
 from feedback_worker.deadletter import dead_letter_fields
 from feedback_worker.entries import Rejection, StreamEntry
 from feedback_worker.health import check, health_key
@@ -76,6 +77,7 @@ def settings_for(stack: SecureStack, role: str, database: str, **overrides: Any)
         "claim_min_idle_ms": 3_000,
         "claim_interval_s": 0.5,
         "trim_interval_s": 0.5,
+        "consumer_expiry_ms": 3_000,
         "health_interval_s": 0.2,
         "shutdown_grace_s": 10,
         "log_format": "json",
@@ -148,6 +150,21 @@ async def test_trim_refuses_to_run_blind_without_its_rules(fresh: SecureStack) -
         await client.aclose()
 
 
+async def test_a_refusal_inside_the_consumer_script_is_access_denied(fresh: SecureStack) -> None:
+    """Redis reports an ACL refusal inside a script as a plain error, not NOPERM."""
+    rules = acl.rules("worker").replace(" +xinfo|consumers", "").split()
+    with fresh.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", "feedback-blind", "on", ">blind", *rules)
+        admin.xgroup_create(defaults.STREAM, defaults.GROUP, id="0", mkstream=True)
+    url = f"rediss://feedback-blind:blind@127.0.0.1:{fresh.redis_port}/0"
+    client = redis.asyncio.Redis.from_url(url, **fresh.tls_options())
+    try:
+        with pytest.raises(AccessDenied, match="can't run this command"):
+            await remove_idle_consumers(client, defaults.STREAM, defaults.GROUP, 1000, "w1")
+    finally:
+        await client.aclose()
+
+
 async def test_worker_account_needs_exactly_its_rules(
     fresh: SecureStack, names: dict[str, str]
 ) -> None:
@@ -174,6 +191,7 @@ async def test_worker_account_needs_exactly_its_rules(
             await collection.count_documents({}) == 30
             and counters["dead_lettered"] == 1
             and counters["trimmed"] >= 26
+            and counters["consumers_removed"] == 1
         )
 
     try:
@@ -190,6 +208,9 @@ async def test_worker_account_needs_exactly_its_rules(
         await asyncio.sleep(3 * settings.redis_health_check_interval_s)
         assert check(probe, key, max_age_s=60, need_ready=True)[0]
     assert worker.metrics.counters["claimed"] >= 5
+    with fresh.admin() as admin:  # the ghost went once its entries had been taken over
+        consumers: Any = admin.xinfo_consumers(defaults.STREAM, defaults.GROUP)
+        assert [c["name"] for c in consumers] == [b"w1"]
     assert_used_exactly(fresh, "worker")
     with fresh.admin() as admin:
         assert admin.xlen(defaults.dead_letter_stream_for(defaults.STREAM)) == 1
