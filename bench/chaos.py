@@ -49,6 +49,8 @@ WORKER_SETTINGS = {
     "FEEDBACK_CLAIM_INTERVAL_S": "1",
     "FEEDBACK_SHUTDOWN_GRACE_S": "10",
     "FEEDBACK_TRIM_INTERVAL_S": "5",
+    # Consumers that a kill replaced are removed once their entries have been taken over.
+    "FEEDBACK_CONSUMER_EXPIRY_MS": "5000",
     "FEEDBACK_LOG_FORMAT": "json",
 }
 
@@ -165,6 +167,8 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             recovered_after_s = round(time.monotonic() - last_fault, 1)
+            groups: Any = client.xinfo_groups(env["FEEDBACK_STREAM"])
+            consumers_left = int(groups[0]["consumers"]) if groups else 0
             stop_workers(fleet.workers)
             mongo: MongoClient[dict[str, Any]] = MongoClient(urls["FEEDBACK_MONGODB_URI"])
             sent, failed, verdict = verdict_for(events, reports, mongo, env["FEEDBACK_DATABASE"])
@@ -189,6 +193,8 @@ def main() -> int:
         "max_pending_seen": max_pending,
         "recovered_after_s": recovered_after_s if drained else None,
         "stream_length_at_end": stream_left,
+        "consumer_names_used": fleet.next_name if fleet else 0,
+        "consumers_left_at_end": consumers_left,
         "finished": drained,
         "examples": verdict.examples,
     }

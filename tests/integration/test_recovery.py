@@ -350,3 +350,29 @@ async def test_only_idle_consumers_with_nothing_pending_are_removed(
     left: Any = await aredis.xinfo_consumers(stream, group)
     assert sorted(c["name"] for c in left) == [b"active", b"holder", b"self"]
     assert await remove_idle_consumers(aredis, "no-such-stream", group, 200, "self") == []
+
+
+async def test_a_consumer_removed_while_blocked_gets_its_entry_and_comes_back(
+    servers: Servers, names: dict[str, str], aredis: redis.asyncio.Redis
+) -> None:
+    """A quiet live worker may be removed (its reads deliver nothing, so it looks idle); the
+    entry that wakes its blocked read must still be owned by it, never orphaned."""
+    stream, group = names["stream"], names["group"]
+    await aredis.xgroup_create(stream, group, id="0", mkstream=True)
+    await aredis.xgroup_createconsumer(stream, group, "quiet")
+    reader = redis.asyncio.Redis.from_url(servers.redis_url)
+    try:
+        blocked = asyncio.create_task(
+            reader.xreadgroup(group, "quiet", {stream: ">"}, count=1, block=5_000)
+        )
+        await asyncio.sleep(0.3)
+        assert await remove_idle_consumers(aredis, stream, group, 0, "other") == ["quiet"]
+        entry_id = await aredis.xadd(stream, {"i": "1"})
+        delivered: Any = await blocked
+    finally:
+        await reader.aclose()
+    assert delivered[0][1][0][0] == entry_id
+    pending: Any = await aredis.xpending_range(stream, group, "-", "+", 10)
+    assert [(p["message_id"], p["consumer"]) for p in pending] == [(entry_id, b"quiet")]
+    consumers: Any = await aredis.xinfo_consumers(stream, group)
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"quiet", 1)]
