@@ -30,7 +30,8 @@ def is_missing_key(exc: redis.exceptions.ResponseError) -> bool:
     Callers treat only that as "no stream yet"; any other refusal (NOPERM above all) is raised,
     so a check that cannot run is never mistaken for an empty stream.
     """
-    return "no such key" in str(exc).lower()
+    # redis-py strips the "ERR " code; a NOGROUP reply ("NOGROUP No such key ...") is not this.
+    return str(exc).startswith("no such key")
 
 
 def is_denied_in_script(exc: redis.exceptions.ResponseError) -> bool:

@@ -15,10 +15,10 @@ import redis.asyncio
 import redis.exceptions
 from pymongo import AsyncMongoClient
 
-from feedback_ingest.redis_errors import is_missing_key
+from feedback_ingest.redis_errors import DENIED, TRANSIENT, access_denied, is_missing_key
 from feedback_worker.clients import async_mongo, async_redis
 from feedback_worker.settings import WorkerSettings, redact_url
-from feedback_worker.writer import KEY_INDEX
+from feedback_worker.writer import KEY_INDEX, mongo_access_denied
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -141,7 +141,9 @@ async def diagnose(s: WorkerSettings) -> list[Finding]:
         await r.ping()
         findings.append(Finding("redis", "ok", redact_url(s.redis_url.get_secret_value())))
         findings.extend(await check_redis(r, s))
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except DENIED as exc:
+        findings.append(Finding("redis", "fail", str(access_denied(exc))))
+    except TRANSIENT as exc:
         findings.append(Finding("redis", "fail", f"unreachable: {type(exc).__name__}"))
     finally:
         await r.aclose()
@@ -151,7 +153,9 @@ async def diagnose(s: WorkerSettings) -> list[Finding]:
         findings.append(Finding("mongo", "ok", redact_url(s.mongodb_uri.get_secret_value())))
         findings.extend(await check_mongo(m, s))
     except pymongo.errors.PyMongoError as exc:
-        findings.append(Finding("mongo", "fail", f"unreachable: {type(exc).__name__}"))
+        denied = mongo_access_denied(exc)
+        detail = str(denied) if denied else f"unreachable: {type(exc).__name__}"
+        findings.append(Finding("mongo", "fail", detail))
     finally:
         await m.close()
     return findings

@@ -30,6 +30,7 @@ from feedback_worker import Worker, WorkerSettings, acl, cli
 from feedback_worker.clients import async_mongo, sync_redis
 from feedback_worker.consumers import remove_idle_consumers
 from feedback_worker.deadletter import dead_letter_fields
+from feedback_worker.doctor import diagnose
 from feedback_worker.entries import Rejection, StreamEntry
 from feedback_worker.health import check, health_key
 from feedback_worker.retention import trim_acknowledged
@@ -297,6 +298,11 @@ def test_wrong_password_stops_the_worker_with_the_configuration_code(
     )
     assert listing.returncode == cli.EXIT_CONFIG, listing.stderr
     assert "Redis refused the account" in listing.stderr and wrong not in listing.stderr
+    refused = stack.redis_url("operator", wrong)
+    findings = asyncio.run(diagnose(settings_for(stack, "operator", "d", redis_url=refused)))
+    redis_finding = next(f for f in findings if f.check == "redis")
+    assert redis_finding.status == "fail"
+    assert "Redis refused the account" in redis_finding.detail, redis_finding
     with pytest.raises(AccessDenied):
         FeedbackProducer.from_url(
             stack.redis_url("producer", wrong), client_options=stack.tls_options()

@@ -9,6 +9,7 @@ import pymongo.errors
 import pytest
 
 from feedback_ingest.errors import AccessDenied
+from feedback_ingest.redis_errors import is_missing_key
 from feedback_worker import acl, cli
 from feedback_worker.clients import mongo_options, redis_options
 from feedback_worker.settings import WorkerSettings
@@ -120,3 +121,16 @@ def test_probe_and_dlq_commands_say_why_redis_failed(
         message = capsys.readouterr().err
         assert message.startswith("feedback-worker: Redis unavailable:"), message
         assert "pw-2718" not in message
+
+
+def test_only_the_missing_stream_reply_means_no_stream() -> None:
+    """Anything else (a refusal above all) must not read as "no stream, nothing to do"."""
+    from redis._parsers.base import BaseParser
+
+    assert is_missing_key(BaseParser.parse_error("ERR no such key"))
+    for reply in (
+        "NOGROUP No such key 'feedback' or consumer group 'g' in XREADGROUP with GROUP option",
+        "NOPERM this user has no permissions to run the 'xinfo|groups' command",
+        "ERR The user executing the script can't run this command or subcommand",
+    ):
+        assert not is_missing_key(BaseParser.parse_error(reply)), reply
