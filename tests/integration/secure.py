@@ -24,6 +24,8 @@ from feedback_worker import acl
 from tests.conftest import ROOT
 
 ROLES: tuple[acl.Role, ...] = ("producer", "worker", "operator")
+#: An account a test makes with some rule missing (password: its name).
+BLIND_USER = "feedback-blind"
 #: Command families only the test's admin account uses; left out of the "used" counts.
 ADMIN_FAMILIES = ("info", "config|resetstat", "acl|", "auth", "hello")
 
@@ -96,9 +98,10 @@ class SecureStack:
         return redis.Redis.from_url(self.redis_url("admin"), **self.tls_options())
 
     def reset(self) -> None:
-        """Empty the server, its command statistics and its ACL log."""
+        """Empty the server, its command statistics and its ACL log; drop users tests added."""
         with self.admin() as client:
             client.flushall()
+            client.execute_command("ACL", "DELUSER", BLIND_USER)
             client.config_resetstat()
             client.execute_command("ACL", "LOG", "RESET")
 

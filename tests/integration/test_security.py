@@ -37,7 +37,7 @@ from feedback_worker.retention import trim_acknowledged
 from tests.conftest import ROOT, _unavailable
 from tests.integration import secure
 from tests.integration.helpers import run_until
-from tests.integration.secure import SecureStack
+from tests.integration.secure import BLIND_USER, SecureStack
 
 pytestmark = pytest.mark.integration
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -126,8 +126,8 @@ def test_backpressure_refuses_to_run_blind_without_its_rules(fresh: SecureStack)
     """An account that may XADD but not see the backlog gets AccessDenied, not an unbounded
     stream (the check used to treat the refusal as "no stream yet")."""
     with fresh.admin() as admin:
-        admin.execute_command("ACL", "SETUSER", "feedback-blind", "on", ">blind", "~*", "+xadd")
-    url = f"rediss://feedback-blind:blind@127.0.0.1:{fresh.redis_port}/0"
+        admin.execute_command("ACL", "SETUSER", BLIND_USER, "on", f">{BLIND_USER}", "~*", "+xadd")
+    url = f"rediss://{BLIND_USER}:{BLIND_USER}@127.0.0.1:{fresh.redis_port}/0"
     with FeedbackProducer.from_url(url, client_options=fresh.tls_options()) as unbounded:
         unbounded.submit(**event(0))  # without a bound nothing else is needed
     bounded = FeedbackProducer.from_url(url, client_options=fresh.tls_options(), max_backlog=10)
@@ -140,9 +140,9 @@ async def test_trim_refuses_to_run_blind_without_its_rules(fresh: SecureStack) -
     (the refusal used to read as a missing stream, and the stream grew without bound)."""
     rules = acl.rules("worker").replace(" +xinfo|groups", "").split()
     with fresh.admin() as admin:
-        admin.execute_command("ACL", "SETUSER", "feedback-blind", "on", ">blind", *rules)
+        admin.execute_command("ACL", "SETUSER", BLIND_USER, "on", f">{BLIND_USER}", *rules)
         admin.xadd(defaults.STREAM, {"v": "1"})
-    url = f"rediss://feedback-blind:blind@127.0.0.1:{fresh.redis_port}/0"
+    url = f"rediss://{BLIND_USER}:{BLIND_USER}@127.0.0.1:{fresh.redis_port}/0"
     client = redis.asyncio.Redis.from_url(url, **fresh.tls_options())
     try:
         with pytest.raises(redis.exceptions.NoPermissionError):
@@ -155,9 +155,9 @@ async def test_a_refusal_inside_the_consumer_script_is_access_denied(fresh: Secu
     """Redis reports an ACL refusal inside a script as a plain error, not NOPERM."""
     rules = acl.rules("worker").replace(" +xinfo|consumers", "").split()
     with fresh.admin() as admin:
-        admin.execute_command("ACL", "SETUSER", "feedback-blind", "on", ">blind", *rules)
+        admin.execute_command("ACL", "SETUSER", BLIND_USER, "on", f">{BLIND_USER}", *rules)
         admin.xgroup_create(defaults.STREAM, defaults.GROUP, id="0", mkstream=True)
-    url = f"rediss://feedback-blind:blind@127.0.0.1:{fresh.redis_port}/0"
+    url = f"rediss://{BLIND_USER}:{BLIND_USER}@127.0.0.1:{fresh.redis_port}/0"
     client = redis.asyncio.Redis.from_url(url, **fresh.tls_options())
     try:
         with pytest.raises(AccessDenied, match="can't run this command"):
